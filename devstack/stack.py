@@ -1,0 +1,106 @@
+"""``mc stack up|down|status``: the three services on loopback, as background processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from devstack.kafka import KafkaNode
+from devstack.process import ManagedProcess
+from devstack.s3 import MinioServer
+from devstack.settings import StackSettings
+from devstack.vllm import VllmServer
+from schemas.errors import StackError
+
+__all__ = ["COMPONENTS", "ComponentStatus", "Stack"]
+
+COMPONENTS = ("kafka", "s3", "vllm")
+
+
+class Component(Protocol):
+    name: str
+    proc: ManagedProcess
+
+    def start(self) -> None: ...
+    def prepare(self) -> None: ...
+    def healthy(self) -> tuple[bool, str]: ...
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    healthy: bool
+    detail: str
+    pid: int | None
+    log_file: str
+
+
+class Stack:
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.s = settings or StackSettings()
+        self.components: dict[str, Component] = {
+            "kafka": KafkaNode(self.s),
+            "s3": MinioServer(self.s),
+            "vllm": VllmServer(self.s),
+        }
+
+    def _select(self, names: Iterable[str] | None) -> list[Component]:
+        chosen = list(names or COMPONENTS)
+        unknown = set(chosen) - set(COMPONENTS)
+        if unknown:
+            raise StackError(f"unknown component(s): {', '.join(sorted(unknown))}")
+        return [self.components[n] for n in COMPONENTS if n in chosen]
+
+    def up(self, names: Iterable[str] | None = None, *, log: Callable[[str], None] = print) -> None:
+        """Start what is not running, then wait until everything is healthy. Idempotent."""
+        comps = self._select(names)
+        for comp in comps:
+            ok, _ = comp.healthy()
+            if comp.proc.running() or ok:
+                log(f"{comp.name}: already running")
+                continue
+            log(f"{comp.name}: starting (log: {comp.proc.log_file})")
+            try:
+                comp.start()
+            except Exception as exc:
+                raise StackError(
+                    f"{comp.name} failed to start: {exc} (log: {comp.proc.log_file})",
+                    component=comp.name, log_file=str(comp.proc.log_file),
+                ) from exc
+        for comp in comps:
+            self._wait_healthy(comp, log)
+
+    def _wait_healthy(self, comp: Component, log: Callable[[str], None]) -> None:
+        deadline = time.monotonic() + self.s.start_timeout_s
+        detail = ""
+        while time.monotonic() < deadline:
+            comp.prepare()
+            ok, detail = comp.healthy()
+            if ok:
+                log(f"{comp.name}: healthy ({detail})")
+                return
+            if comp.proc.exited_early() or (not comp.proc.running() and not comp.proc.pid_file.exists()):
+                break
+            time.sleep(1.0)
+        state = "exited" if not comp.proc.running() else f"not healthy after {self.s.start_timeout_s:.0f} s"
+        raise StackError(
+            f"{comp.name} {state}: {detail}; see its log: {comp.proc.log_file}",
+            component=comp.name, log_file=str(comp.proc.log_file),
+        )
+
+    def down(self, names: Iterable[str] | None = None, *, log: Callable[[str], None] = print) -> None:
+        # stop in reverse order: clients of Kafka first, the broker last
+        for comp in reversed(self._select(names)):
+            stopped = comp.proc.stop()
+            log(f"{comp.name}: {'stopped' if stopped else 'not running'}")
+
+    def status(self, names: Iterable[str] | None = None) -> list[ComponentStatus]:
+        out = []
+        for comp in self._select(names):
+            pid = comp.proc.pid()
+            ok, detail = comp.healthy()
+            out.append(ComponentStatus(comp.name, pid is not None, ok, detail, pid, str(comp.proc.log_file)))
+        return out

@@ -1,0 +1,193 @@
+"""``EventPublisher``: the idempotent confluent-kafka producer apps publish events with.
+
+Guarantees: enable.idempotence + acks=all, so a retried send is never written twice to a partition
+and an acknowledged event is on every in-sync replica. Every publish returns a future that resolves
+with the record's partition and offset, or fails with :class:`DeliveryError`; failures nobody
+awaited are raised by the next ``flush()``/``close()``, so a failed delivery is never silent.
+Partitioner is ``murmur2_random``, the Java client's, so the stream processor (aiokafka) and any
+Java consumer agree with us on which partition a key lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from producers.settings import ProducerSettings
+from schemas.errors import DeliveryError, PublishError
+from schemas.events import Event, PredictionEvent, RewardEvent
+from schemas.serde import encode
+from schemas.topics import TopicKey, partition_key, topic_name
+
+__all__ = ["Delivery", "EventPublisher", "producer_config"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where the broker stored an event."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def producer_config(settings: ProducerSettings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The librdkafka configuration every producer of this project uses (the benchmark's too)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "linger.ms": settings.linger_ms,
+        "compression.type": settings.compression,
+        "delivery.timeout.ms": settings.delivery_timeout_ms,
+        "message.max.bytes": settings.max_event_bytes + 65_536,
+        **(extra or {}),
+    }
+
+
+class EventPublisher:
+    """Publish contract events to Kafka. Thread-safe; use as a (sync or async) context manager.
+
+    >>> with EventPublisher() as pub:
+    ...     pub.publish_reward(reward).result()   # wait for this one
+    ...     pub.publish_prediction(prediction)    # or let close() wait for all
+    """
+
+    def __init__(
+        self, settings: ProducerSettings | None = None, *, extra_config: Mapping[str, Any] | None = None
+    ) -> None:
+        from confluent_kafka import Producer
+
+        self.settings = settings or ProducerSettings()
+        self._producer = Producer(producer_config(self.settings, extra_config))
+        self._topics = {key: topic_name(key, self.settings) for key in TopicKey}
+        self._failures: list[tuple[str, bytes | None, str]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        # Delivery callbacks only run inside poll(); a thread keeps them flowing without the app's help.
+        self._poller = threading.Thread(target=self._poll_loop, name="mc-publisher-poll", daemon=True)
+        self._poller.start()
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def publish(self, topic: TopicKey, event: Event, *, key: bytes | None = None) -> Future[Delivery]:
+        """Queue ``event`` for ``topic``; the future resolves once the broker acknowledged it."""
+        if self._closed:
+            raise PublishError("the publisher is closed")
+        value = encode(event, max_bytes=self.settings.max_event_bytes)
+        return self._produce(self._topics[topic], partition_key(topic, event) if key is None else key, value)
+
+    def publish_prediction(self, event: PredictionEvent) -> Future[Delivery]:
+        return self.publish(TopicKey.PREDICTIONS, event)
+
+    def publish_reward(self, event: RewardEvent) -> Future[Delivery]:
+        return self.publish(TopicKey.REWARDS, event)
+
+    async def apublish(self, topic: TopicKey, event: Event) -> Delivery:
+        """Publish and wait for the acknowledgement without blocking the event loop."""
+        return await asyncio.wrap_future(self.publish(topic, event))
+
+    async def apublish_prediction(self, event: PredictionEvent) -> Delivery:
+        return await self.apublish(TopicKey.PREDICTIONS, event)
+
+    async def apublish_reward(self, event: RewardEvent) -> Delivery:
+        return await self.apublish(TopicKey.REWARDS, event)
+
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> Future[Delivery]:
+        """Publish bytes as they are (dead letters, tests of bad input)."""
+        if self._closed:
+            raise PublishError("the publisher is closed")
+        return self._produce(topic, key, value)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes) -> Future[Delivery]:
+        future: Future[Delivery] = Future()
+        failures, lock = self._failures, self._lock
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is None:
+                future.set_result(Delivery(msg.topic(), msg.partition(), msg.offset()))
+            else:
+                with lock:
+                    failures.append((topic, key, str(err)))
+                future.set_exception(
+                    DeliveryError(f"delivery to {topic} failed: {err.str()}", code=err.name(),
+                                  description=err.str(), failures=[(topic, key, str(err))])
+                )
+
+        deadline: float | None = None
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=on_delivery)
+                return future
+            except BufferError:
+                # Local queue full: wait for deliveries to drain it, up to queue_full_timeout_s.
+                now = time.monotonic()
+                deadline = deadline or now + self.settings.queue_full_timeout_s
+                if now >= deadline:
+                    raise PublishError(
+                        f"the producer queue stayed full for {self.settings.queue_full_timeout_s} s",
+                        code="_QUEUE_FULL",
+                    ) from None
+                self._producer.poll(0.01)
+            except Exception as exc:  # KafkaException: e.g. message too large, unknown topic
+                err = exc.args[0] if exc.args else exc
+                code = err.name() if hasattr(err, "name") else None
+                raise PublishError(f"cannot publish to {topic}: {err}", code=code) from None
+
+    # -- flushing and closing -----------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._closed:
+            self._producer.poll(0.05)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait for every queued event; raise :class:`DeliveryError` for any that failed since the last flush."""
+        remaining = self._producer.flush(timeout_s)
+        with self._lock:
+            failures, self._failures[:] = list(self._failures), []
+        if remaining:
+            raise DeliveryError(f"{remaining} event(s) still undelivered after {timeout_s} s", code="_TIMED_OUT",
+                                failures=failures)
+        if failures:
+            raise DeliveryError(f"{len(failures)} event(s) were not delivered: {failures[0][2]}",
+                                code="_DELIVERY_FAILED", failures=failures)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Flush and stop the poll thread. Idempotent; raises like :meth:`flush`."""
+        if self._closed:
+            return
+        try:
+            self.flush(timeout_s)
+        finally:
+            self._closed = True
+            self._poller.join()
+
+    def __enter__(self) -> EventPublisher:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if et is None:
+            self.close()
+        else:  # don't mask the app's exception with ours; still try to deliver what was queued
+            try:
+                self.close()
+            except PublishError as exc:
+                _log.error("while handling %s, events were not delivered: %s", et.__name__, exc)
+
+    async def __aenter__(self) -> EventPublisher:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.__exit__, et, ev, tb)
