@@ -1,16 +1,25 @@
-"""``mc``: stack, topics, benchmarks and the demo. Heavy parts are imported only by the subcommand
-that needs them, so ``mc stack status`` starts in a fraction of a second."""
+"""``mc``: stack, topics, benchmarks, the demo, and each part's own commands.
+
+Each deployable part may ship a ``cli`` module with ``register(commands, benches)``; it adds its
+subcommands (``mc processor``, ``mc trainer``, ...) and benchmarks (``mc bench NAME``). Heavy parts
+are imported only when their command runs, so ``mc stack status`` starts in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from schemas.errors import MaximumContinualError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+#: modules that add commands; a part that does not ship one yet is skipped
+PART_CLIS = ("stream_processors.cli", "trainer.cli", "inference.cli", "maximum_continual.cli")
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -46,13 +55,10 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    if args.name == "producer":
-        from mc_cli.bench_producer import run
+def _bench_producer(args: argparse.Namespace) -> dict[str, Any]:
+    from mc_cli.bench_producer import run
 
-        print(json.dumps(run(events=args.events, event_bytes=args.event_bytes)))
-        return 0
-    raise SystemExit(f"unknown benchmark {args.name!r}")
+    return run(events=args.events, event_bytes=args.event_bytes)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -62,28 +68,43 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mc", description="Maximum Continual: stack, topics, benchmarks, demo")
-    sub = p.add_subparsers(dest="command", required=True)
+def _run_bench(args: argparse.Namespace) -> int:
+    # A benchmark returns its figures; the last line printed is always one JSON object.
+    print(json.dumps(args.bench(args)))
+    return 0
 
-    st = sub.add_parser("stack", help="start, stop or report the local Kafka, S3 and vLLM")
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mc", description="Maximum Continual: stack, topics, parts, benchmarks, demo")
+    commands = p.add_subparsers(dest="command", required=True)
+
+    st = commands.add_parser("stack", help="start, stop or report the local Kafka, S3 and vLLM")
     st.add_argument("action", choices=["up", "down", "status"])
-    st.add_argument("components", nargs="*", metavar="COMPONENT",
-                    help="kafka, s3 or vllm (default: all)")
+    st.add_argument("components", nargs="*", metavar="COMPONENT", help="kafka, s3 or vllm (default: all)")
     st.set_defaults(func=_stack)
 
-    tp = sub.add_parser("topics", help="create the contract's topics")
+    tp = commands.add_parser("topics", help="create the contract's topics")
     tp.add_argument("action", choices=["ensure"])
     tp.set_defaults(func=_topics)
 
-    bn = sub.add_parser("bench", help="benchmarks; the last line printed is one JSON object")
-    bn.add_argument("name", choices=["producer"])
-    bn.add_argument("--events", type=int, default=50_000)
-    bn.add_argument("--event-bytes", type=int, default=1024)
-    bn.set_defaults(func=_bench)
+    bn = commands.add_parser("bench", help="benchmarks; the last line printed is one JSON object")
+    benches = bn.add_subparsers(dest="bench_name", required=True)
+    bp = benches.add_parser("producer", help="EventPublisher vs a bare confluent-kafka Producer")
+    bp.add_argument("--events", type=int, default=50_000)
+    bp.add_argument("--event-bytes", type=int, default=1024)
+    bp.set_defaults(func=_run_bench, bench=_bench_producer)
 
-    dm = sub.add_parser("demo", help="the main job (for now: a smoke round trip through every component)")
+    dm = commands.add_parser("demo", help="the main job (for now: a smoke round trip through every component)")
     dm.set_defaults(func=_demo)
+
+    for module in PART_CLIS:
+        try:
+            part = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        part.register(commands, benches)
     return p
 
 
