@@ -11,22 +11,9 @@ from pathlib import Path
 from devstack.process import ManagedProcess, run_checked
 from devstack.settings import MINIO_MODULE, StackSettings
 from schemas.errors import StackError
+from schemas.storage import s3_client
 
-__all__ = ["MinioServer", "s3_client"]
-
-
-def s3_client(settings: StackSettings):  # type: ignore[no-untyped-def]  # boto3 ships no types
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}),
-    )
+__all__ = ["MinioServer"]
 
 
 class MinioServer:

@@ -11,7 +11,7 @@ import time
 import urllib.request
 import uuid
 
-from devstack.s3 import s3_client
+from schemas.storage import s3_client
 from devstack.settings import StackSettings
 from producers.consumer import EventConsumer
 from producers.publisher import EventPublisher

@@ -82,7 +82,7 @@ def model_id() -> Callable[[], str]:
 @pytest.fixture
 def bucket(s3: StackSettings) -> Iterator[str]:
     """A fresh, empty bucket on the real S3 server; emptied and removed afterwards."""
-    from devstack.s3 import s3_client
+    from schemas.storage import s3_client
 
     client = s3_client(s3)
     name = unique("test")

@@ -1,0 +1,41 @@
+"""The S3 side of the contract: the client every part builds the same way, and the adapter layout.
+
+Adapters are immutable: ``s3://{bucket}/adapters/{model_id}/v{N}/`` holds ``adapter_config.json``,
+``adapter_model.safetensors`` and ``manifest.json`` (the AdapterUpdate that announced it, with the
+sha256 of each file). A version is never rewritten; rolling back re-announces an older one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.settings import ContractSettings
+
+__all__ = ["ADAPTER_FILES", "MANIFEST_FILE", "adapter_prefix", "adapter_uri", "s3_client"]
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+MANIFEST_FILE = "manifest.json"
+
+
+def adapter_prefix(model_id: str, version: int) -> str:
+    """The key prefix (no bucket, trailing slash) of one adapter version."""
+    return f"adapters/{model_id}/v{version}/"
+
+
+def adapter_uri(bucket: str, model_id: str, version: int) -> str:
+    return f"s3://{bucket}/{adapter_prefix(model_id, version)}"
+
+
+def s3_client(settings: ContractSettings) -> Any:
+    """A boto3 S3 client for the configured endpoint (path-style, retries on)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}),
+    )
