@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from schemas.errors import TopicError
@@ -48,7 +49,15 @@ def ensure_topics(
                 err = exc.args[0]
                 if err.name() != "TOPIC_ALREADY_EXISTS":  # lost a race with another ensure: fine
                     raise TopicError(f"cannot create {name}: {err.str()}", code=err.name(), description=err.str()) from None
-        existing = admin.list_topics(timeout=timeout_s).topics
+        # metadata lags creation by a moment; wait until every topic is visible with its partitions
+        deadline = time.monotonic() + timeout_s
+        while True:
+            existing = admin.list_topics(timeout=timeout_s).topics
+            if all(spec.name in existing and existing[spec.name].partitions for spec in registry.values()):
+                break
+            if time.monotonic() > deadline:
+                raise TopicError("created topics did not appear in the cluster metadata in time")
+            time.sleep(0.1)
     counts = {spec.key: len(existing[spec.name].partitions) for spec in registry.values()}
     if counts[TopicKey.PREDICTIONS] != counts[TopicKey.REWARDS]:
         raise TopicError(

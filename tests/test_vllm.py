@@ -1,0 +1,82 @@
+"""The real vLLM server: a chat completion, and a PEFT adapter loaded at runtime."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack import StackSettings
+from devstack.checkpoint import ensure_checkpoint
+
+pytestmark = [pytest.mark.vllm]
+
+
+def _post(url: str, body: dict[str, Any], timeout: float = 120) -> tuple[int, str]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _chat(s: StackSettings, model: str) -> dict[str, Any]:
+    status, text = _post(f"{s.vllm_url}/v1/chat/completions", {
+        "model": model, "temperature": 0, "max_tokens": 8, "logprobs": True,
+        "messages": [{"role": "user", "content": "What is 2+3? Answer with a number."}],
+    })
+    assert status == 200, text
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def test_chat_completion(vllm: StackSettings) -> None:
+    out = _chat(vllm, vllm.base_model_name)
+    content = out["choices"][0]["message"]["content"]
+    assert "5" in content
+    assert out["choices"][0]["logprobs"]["content"], "the server returns the sampled tokens' logprobs"
+
+
+@pytest.fixture(scope="module")
+def fresh_adapter(vllm: StackSettings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PEFT LoRA made now on the served checkpoint, with non-zero weights so it changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(ensure_checkpoint(vllm.cache_dir), dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                     init_lora_weights=False, lora_dropout=0.0, bias="none")
+    model = get_peft_model(base, cfg)
+    out = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(out)
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    return out
+
+
+def test_runtime_lora_load_of_a_fresh_peft_adapter(vllm: StackSettings, fresh_adapter: Path) -> None:
+    name = f"test-{uuid.uuid4().hex[:8]}@v1"
+    status, text = _post(f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(fresh_adapter)})
+    assert status == 200, text
+    try:
+        with urllib.request.urlopen(f"{vllm.vllm_url}/v1/models", timeout=10) as resp:
+            assert name in [m["id"] for m in json.load(resp)["data"]]
+        base = _chat(vllm, vllm.base_model_name)["choices"][0]["logprobs"]["content"][0]
+        tuned = _chat(vllm, name)["choices"][0]["logprobs"]["content"][0]
+        # same prompt, greedy: the adapter's non-zero weights must move the first token's logprob
+        assert (tuned["token"], round(tuned["logprob"], 3)) != (base["token"], round(base["logprob"], 3))
+    finally:
+        status, text = _post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
+        assert status == 200, text
+
+
+def test_unknown_adapter_is_a_clear_error(vllm: StackSettings) -> None:
+    status, text = _post(f"{vllm.vllm_url}/v1/chat/completions", {
+        "model": "no-such-adapter", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 404, text
