@@ -51,13 +51,13 @@ def ensure_checkpoint(cache_dir: Path) -> Path:
     cfg = loaded.config.to_dict()
     cfg.pop("quantization_config", None)
     config = LlamaConfig.from_dict(cfg)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     # Tied embeddings: lm_head.weight may be reported missing while sharing embed_tokens.
     missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
         raise RuntimeError(f"checkpoint conversion lost weights: missing={missing} unexpected={unexpected}")
-    model = model.to(torch.bfloat16)
+    model = model.to(torch.bfloat16)  # type: ignore[arg-type]
     model.save_pretrained(tmp)
     tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
     tokenizer.save_pretrained(tmp)

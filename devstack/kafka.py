@@ -39,8 +39,17 @@ class KafkaNode:
         tmp = self.libs_dir.with_name("libs.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         run_checked(
-            ["mvn", "-q", "-B", "-f", str(_HERE / "pom.xml"), f"-Dkafka.version={KAFKA_VERSION}",
-             "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(_HERE / "pom.xml"),
+                f"-Dkafka.version={KAFKA_VERSION}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp}",
+                "-DincludeScope=runtime",
+            ],
             log=self.proc.log_file,
         )
         shutil.rmtree(self.libs_dir, ignore_errors=True)
@@ -48,38 +57,46 @@ class KafkaNode:
         marker.write_text(KAFKA_VERSION)
 
     def _java(self, *args: str) -> list[str]:
-        return ["java", f"-Xmx{self.s.kafka_heap}", f"-Xms{self.s.kafka_heap}",
-                f"-Dlog4j2.configurationFile={_HERE / 'log4j2.yaml'}",
-                "-cp", f"{self.libs_dir}/*", *args]
+        return [
+            "java",
+            f"-Xmx{self.s.kafka_heap}",
+            f"-Xms{self.s.kafka_heap}",
+            f"-Dlog4j2.configurationFile={_HERE / 'log4j2.yaml'}",
+            "-cp",
+            f"{self.libs_dir}/*",
+            *args,
+        ]
 
     def _write_config(self) -> None:
         host, port = self.s.kafka_bootstrap.rsplit(":", 1)
         ctl = self.s.kafka_controller_port
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
-            "\n".join([
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@{host}:{ctl}",
-                f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
-                f"advertised.listeners=PLAINTEXT://{host}:{port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"log.dirs={self.data_dir.resolve()}",
-                f"num.partitions={self.s.partitions}",
-                "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=6",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                f"message.max.bytes={self.s.max_event_bytes + 65_536}",
-                "log.cleaner.backoff.ms=5000",
-                "",
-            ])
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{host}:{ctl}",
+                    f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
+                    f"advertised.listeners=PLAINTEXT://{host}:{port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.data_dir.resolve()}",
+                    f"num.partitions={self.s.partitions}",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    f"message.max.bytes={self.s.max_event_bytes + 65_536}",
+                    "log.cleaner.backoff.ms=5000",
+                    "",
+                ]
+            )
         )
 
     def start(self) -> None:
@@ -88,8 +105,7 @@ class KafkaNode:
         if not (self.data_dir / "meta.properties").exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             run_checked(
-                self._java("kafka.tools.StorageTool", "format", "-t", _new_cluster_id(),
-                           "-c", str(self.config_file)),
+                self._java("kafka.tools.StorageTool", "format", "-t", _new_cluster_id(), "-c", str(self.config_file)),
                 log=self.proc.log_file,
             )
         self.proc.start(self._java("kafka.Kafka", str(self.config_file)))

@@ -124,11 +124,20 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def run_checked(argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+def run_checked(
+    argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> None:
     """Run a set-up command to completion, appending its output to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} run: {' '.join(argv)}\n".encode())
         out.flush()
-        subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                       env={**os.environ, **(env or {})}, cwd=cwd, check=True)
+        subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            check=True,
+        )

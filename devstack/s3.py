@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import urllib.error
@@ -11,7 +12,7 @@ from pathlib import Path
 from devstack.process import ManagedProcess, run_checked
 from devstack.settings import MINIO_MODULE, StackSettings
 from schemas.errors import StackError
-from schemas.storage import s3_client
+from schemas.storage import ensure_bucket, s3_client
 
 __all__ = ["MinioServer"]
 
@@ -55,8 +56,16 @@ class MinioServer:
         host_port = self.s.s3_endpoint.split("://", 1)[1].rstrip("/")
         host = host_port.rsplit(":", 1)[0]
         self.proc.start(
-            [str(self.binary), "server", str(self.data_dir.resolve()), "--quiet",
-             "--address", host_port, "--console-address", f"{host}:{self.s.minio_console_port}"],
+            [
+                str(self.binary),
+                "server",
+                str(self.data_dir.resolve()),
+                "--quiet",
+                "--address",
+                host_port,
+                "--console-address",
+                f"{host}:{self.s.minio_console_port}",
+            ],
             env={
                 "MINIO_ROOT_USER": self.s.s3_access_key,
                 "MINIO_ROOT_PASSWORD": self.s.s3_secret_key.get_secret_value(),
@@ -83,10 +92,5 @@ class MinioServer:
         """Create the bucket once the server answers (idempotent)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = s3_client(self.s)
-        try:
-            client.head_bucket(Bucket=self.s.s3_bucket)
-        except ClientError:
-            client.create_bucket(Bucket=self.s.s3_bucket)
-        except BotoCoreError:
-            pass  # not answering yet
+        with contextlib.suppress(BotoCoreError, ClientError):  # not answering yet: the wait loop retries
+            ensure_bucket(self.s)

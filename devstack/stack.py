@@ -68,7 +68,8 @@ class Stack:
             except Exception as exc:
                 raise StackError(
                     f"{comp.name} failed to start: {exc} (log: {comp.proc.log_file})",
-                    component=comp.name, log_file=str(comp.proc.log_file),
+                    component=comp.name,
+                    log_file=str(comp.proc.log_file),
                 ) from exc
         for comp in comps:
             self._wait_healthy(comp, log)
@@ -88,7 +89,8 @@ class Stack:
         state = "exited" if not comp.proc.running() else f"not healthy after {self.s.start_timeout_s:.0f} s"
         raise StackError(
             f"{comp.name} {state}: {detail}; see its log: {comp.proc.log_file}",
-            component=comp.name, log_file=str(comp.proc.log_file),
+            component=comp.name,
+            log_file=str(comp.proc.log_file),
         )
 
     def down(self, names: Iterable[str] | None = None, *, log: Callable[[str], None] = print) -> None:

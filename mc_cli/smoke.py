@@ -11,12 +11,12 @@ import time
 import urllib.request
 import uuid
 
-from schemas.storage import s3_client
 from devstack.settings import StackSettings
 from producers.consumer import EventConsumer
 from producers.publisher import EventPublisher
 from producers.settings import ProducerSettings
 from schemas.events import Message, PredictionEvent, RewardEvent
+from schemas.storage import s3_client
 from schemas.topics import TopicKey
 
 __all__ = ["run"]
@@ -29,7 +29,8 @@ def run() -> dict[str, object]:
 
     t = time.perf_counter()
     prediction = PredictionEvent(
-        model_id=model_id, base_model=s.base_model_name,
+        model_id=model_id,
+        base_model=s.base_model_name,
         messages=[Message(role="user", content="2+3?"), Message(role="assistant", content="5")],
         final_answer={"answer": 5},
     )
@@ -40,8 +41,10 @@ def run() -> dict[str, object]:
     if p_at.partition != r_at.partition:
         raise RuntimeError(f"prediction on partition {p_at.partition}, reward on {r_at.partition}")
     group = f"smoke-{uuid.uuid4().hex}"
-    for key, etype, want in ((TopicKey.PREDICTIONS, PredictionEvent, prediction),
-                             (TopicKey.REWARDS, RewardEvent, reward)):
+    for key, etype, want in (
+        (TopicKey.PREDICTIONS, PredictionEvent, prediction),
+        (TopicKey.REWARDS, RewardEvent, reward),
+    ):
         with EventConsumer(key, etype, group_id=group, settings=s) as consumer:
             found = any(c.event == want for c in consumer.events(idle_timeout_s=10))
         if not found:
@@ -59,10 +62,17 @@ def run() -> dict[str, object]:
     timings["s3_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    body = json.dumps({"model": s.base_model_name, "temperature": 0, "max_tokens": 16,
-                       "messages": [{"role": "user", "content": "What is 2+3? Answer with a number."}]})
-    req = urllib.request.Request(f"{s.vllm_url}/v1/chat/completions", body.encode(),
-                                 {"content-type": "application/json"})
+    body = json.dumps(
+        {
+            "model": s.base_model_name,
+            "temperature": 0,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "What is 2+3? Answer with a number."}],
+        }
+    )
+    req = urllib.request.Request(
+        f"{s.vllm_url}/v1/chat/completions", body.encode(), {"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=120) as resp:
         answer = json.load(resp)["choices"][0]["message"]["content"]
     timings["vllm_s"] = time.perf_counter() - t

@@ -2,12 +2,14 @@
 
 from producers.admin import ensure_topics
 from producers.consumer import Consumed, EventConsumer, RecordInfo
-from producers.publisher import Delivery, EventPublisher, producer_config
+from producers.delivery import Delivery, DeliveryFuture
+from producers.publisher import EventPublisher, producer_config
 from producers.settings import ProducerSettings
 
 __all__ = [
     "Consumed",
     "Delivery",
+    "DeliveryFuture",
     "EventConsumer",
     "EventPublisher",
     "ProducerSettings",

@@ -24,7 +24,8 @@ def ensure_topics(
     counts is an error, not a warning. Idempotent.
     """
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
     s = settings or ContractSettings()
     registry = topic_registry(s)
@@ -33,7 +34,9 @@ def ensure_topics(
         existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
         err = exc.args[0]
-        raise TopicError(f"cannot list topics at {s.kafka_bootstrap}: {err}", code=err.name(), description=err.str()) from None
+        raise TopicError(
+            f"cannot list topics at {s.kafka_bootstrap}: {err}", code=err.name(), description=err.str()
+        ) from None
     missing = [spec for spec in registry.values() if spec.name not in existing]
     if missing:
         futures = admin.create_topics(
@@ -48,7 +51,9 @@ def ensure_topics(
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.name() != "TOPIC_ALREADY_EXISTS":  # lost a race with another ensure: fine
-                    raise TopicError(f"cannot create {name}: {err.str()}", code=err.name(), description=err.str()) from None
+                    raise TopicError(
+                        f"cannot create {name}: {err.str()}", code=err.name(), description=err.str()
+                    ) from None
         # metadata lags creation by a moment; wait until every topic is visible with its partitions
         deadline = time.monotonic() + timeout_s
         while True:

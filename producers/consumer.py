@@ -57,15 +57,17 @@ class EventConsumer(Generic[E]):
         self.topic = topic_name(topic, self.settings) if isinstance(topic, TopicKey) else topic
         self.event_type = event_type
         self.on_invalid = on_invalid
-        self._consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "group.id": group_id,
-            "auto.offset.reset": "earliest" if from_beginning else "latest",
-            "enable.auto.commit": True,
-            "enable.auto.offset.store": False,  # we store after the caller is done with an event
-            "partition.assignment.strategy": "cooperative-sticky",
-            **(extra_config or {}),
-        })
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": group_id,
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "enable.auto.commit": True,
+                "enable.auto.offset.store": False,  # we store after the caller is done with an event
+                "partition.assignment.strategy": "cooperative-sticky",
+                **(extra_config or {}),
+            }
+        )
         self._consumer.subscribe([self.topic])
         self._pending: Any = None  # the last message handed out, stored when the next is asked for
 
@@ -79,13 +81,15 @@ class EventConsumer(Generic[E]):
         self._store_pending()
         msg = self._consumer.poll(timeout_s)
         while msg is not None:
-            if msg.error():
-                err = msg.error()
+            err = msg.error()
+            if err is not None:
                 if err.code() == -191:  # _PARTITION_EOF: not an error
                     return None
                 raise KafkaError(f"consuming {self.topic}: {err.str()}", code=err.name(), description=err.str())
             ts_type, ts = msg.timestamp()
-            info = RecordInfo(msg.topic(), msg.partition(), msg.offset(), msg.key(), ts if ts_type else None)
+            info = RecordInfo(
+                msg.topic() or self.topic, msg.partition() or 0, msg.offset() or 0, msg.key(), ts if ts_type else None
+            )
             try:
                 event = decode(msg.value(), self.event_type, max_bytes=self.settings.max_event_bytes)
             except SchemaError as exc:

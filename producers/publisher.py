@@ -15,29 +15,19 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from producers.delivery import Delivery, DeliveryFuture
 from producers.settings import ProducerSettings
 from schemas.errors import DeliveryError, PublishError
 from schemas.events import Event, PredictionEvent, RewardEvent
 from schemas.serde import encode
 from schemas.topics import TopicKey, partition_key, topic_name
 
-__all__ = ["Delivery", "EventPublisher", "producer_config"]
+__all__ = ["EventPublisher", "producer_config"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Where the broker stored an event."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 def producer_config(settings: ProducerSettings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -80,22 +70,22 @@ class EventPublisher:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    def publish(self, topic: TopicKey, event: Event, *, key: bytes | None = None) -> Future[Delivery]:
+    def publish(self, topic: TopicKey, event: Event, *, key: bytes | None = None) -> DeliveryFuture:
         """Queue ``event`` for ``topic``; the future resolves once the broker acknowledged it."""
         if self._closed:
             raise PublishError("the publisher is closed")
         value = encode(event, max_bytes=self.settings.max_event_bytes)
         return self._produce(self._topics[topic], partition_key(topic, event) if key is None else key, value)
 
-    def publish_prediction(self, event: PredictionEvent) -> Future[Delivery]:
+    def publish_prediction(self, event: PredictionEvent) -> DeliveryFuture:
         return self.publish(TopicKey.PREDICTIONS, event)
 
-    def publish_reward(self, event: RewardEvent) -> Future[Delivery]:
+    def publish_reward(self, event: RewardEvent) -> DeliveryFuture:
         return self.publish(TopicKey.REWARDS, event)
 
     async def apublish(self, topic: TopicKey, event: Event) -> Delivery:
         """Publish and wait for the acknowledgement without blocking the event loop."""
-        return await asyncio.wrap_future(self.publish(topic, event))
+        return await asyncio.wrap_future(self.publish(topic, event).as_concurrent())
 
     async def apublish_prediction(self, event: PredictionEvent) -> Delivery:
         return await self.apublish(TopicKey.PREDICTIONS, event)
@@ -103,27 +93,15 @@ class EventPublisher:
     async def apublish_reward(self, event: RewardEvent) -> Delivery:
         return await self.apublish(TopicKey.REWARDS, event)
 
-    def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> Future[Delivery]:
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> DeliveryFuture:
         """Publish bytes as they are (dead letters, tests of bad input)."""
         if self._closed:
             raise PublishError("the publisher is closed")
         return self._produce(topic, key, value)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes) -> Future[Delivery]:
-        future: Future[Delivery] = Future()
-        failures, lock = self._failures, self._lock
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            if err is None:
-                future.set_result(Delivery(msg.topic(), msg.partition(), msg.offset()))
-            else:
-                with lock:
-                    failures.append((topic, key, str(err)))
-                future.set_exception(
-                    DeliveryError(f"delivery to {topic} failed: {err.str()}", code=err.name(),
-                                  description=err.str(), failures=[(topic, key, str(err))])
-                )
-
+    def _produce(self, topic: str, key: bytes | None, value: bytes) -> DeliveryFuture:
+        future = DeliveryFuture(topic, key, self._record_failure)
+        on_delivery = future._on_delivery
         deadline: float | None = None
         while True:
             try:
@@ -146,6 +124,10 @@ class EventPublisher:
 
     # -- flushing and closing -----------------------------------------------------------------
 
+    def _record_failure(self, failure: tuple[str, bytes | None, str]) -> None:
+        with self._lock:
+            self._failures.append(failure)
+
     def _poll_loop(self) -> None:
         while not self._closed:
             self._producer.poll(0.05)
@@ -156,11 +138,15 @@ class EventPublisher:
         with self._lock:
             failures, self._failures[:] = list(self._failures), []
         if remaining:
-            raise DeliveryError(f"{remaining} event(s) still undelivered after {timeout_s} s", code="_TIMED_OUT",
-                                failures=failures)
+            raise DeliveryError(
+                f"{remaining} event(s) still undelivered after {timeout_s} s", code="_TIMED_OUT", failures=failures
+            )
         if failures:
-            raise DeliveryError(f"{len(failures)} event(s) were not delivered: {failures[0][2]}",
-                                code="_DELIVERY_FAILED", failures=failures)
+            raise DeliveryError(
+                f"{len(failures)} event(s) were not delivered: {failures[0][2]}",
+                code="_DELIVERY_FAILED",
+                failures=failures,
+            )
 
     def close(self, timeout_s: float = 60.0) -> None:
         """Flush and stop the poll thread. Idempotent; raises like :meth:`flush`."""

@@ -30,7 +30,6 @@ from schemas.events import (
     TrainingExample,
     TrainingWindow,
     new_id,
-    utcnow,
 )
 from schemas.serde import decode, encode
 from schemas.settings import ContractSettings

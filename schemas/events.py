@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: The schema version this code writes and the only one it reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -77,9 +77,7 @@ class AssistantTurn(_Model):
 
     @model_validator(mode="after")
     def _lengths_match(self) -> AssistantTurn:
-        if self.completion_logprobs is not None and len(self.completion_logprobs) != len(
-            self.completion_token_ids
-        ):
+        if self.completion_logprobs is not None and len(self.completion_logprobs) != len(self.completion_token_ids):
             raise ValueError("completion_logprobs and completion_token_ids differ in length")
         return self
 
@@ -160,9 +158,7 @@ class TrainingExample(Event):
 
     @classmethod
     def join(cls, prediction: PredictionEvent, reward: RewardEvent) -> TrainingExample:
-        return cls(
-            example_id=reward.reward_id, model_id=prediction.model_id, prediction=prediction, reward=reward
-        )
+        return cls(example_id=reward.reward_id, model_id=prediction.model_id, prediction=prediction, reward=reward)
 
 
 class OffsetRange(_Model):

@@ -65,5 +65,7 @@ def decode(data: bytes | None, model: type[E], *, max_bytes: int = DEFAULT_MAX_E
         ]
         summary = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:5])
         raise InvalidEventError(
-            f"invalid {model.__name__}: {summary}", raw=data, errors=errors  # type: ignore[arg-type]
+            f"invalid {model.__name__}: {summary}",
+            raw=data,
+            errors=errors,  # type: ignore[arg-type]
         ) from None

@@ -11,7 +11,7 @@ from typing import Any
 
 from schemas.settings import ContractSettings
 
-__all__ = ["ADAPTER_FILES", "MANIFEST_FILE", "adapter_prefix", "adapter_uri", "s3_client"]
+__all__ = ["ADAPTER_FILES", "MANIFEST_FILE", "adapter_prefix", "adapter_uri", "ensure_bucket", "s3_client"]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MANIFEST_FILE = "manifest.json"
@@ -39,3 +39,18 @@ def s3_client(settings: ContractSettings) -> Any:
         aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
         config=Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}),
     )
+
+
+def ensure_bucket(settings: ContractSettings) -> None:
+    """Create the configured bucket if it is missing (idempotent)."""
+    from botocore.exceptions import ClientError
+
+    client = s3_client(settings)
+    try:
+        client.head_bucket(Bucket=settings.s3_bucket)
+    except ClientError:
+        try:
+            client.create_bucket(Bucket=settings.s3_bucket)
+        except ClientError as exc:  # lost a race with another creator: fine
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise

@@ -46,9 +46,7 @@ def topic_registry(settings: ContractSettings | None = None) -> dict[TopicKey, T
     specs = [
         TopicSpec(TopicKey.PREDICTIONS, topic_name(TopicKey.PREDICTIONS, s), n, {}, PredictionEvent),
         TopicSpec(TopicKey.REWARDS, topic_name(TopicKey.REWARDS, s), n, {}, RewardEvent),
-        TopicSpec(
-            TopicKey.TRAINING_EXAMPLES, topic_name(TopicKey.TRAINING_EXAMPLES, s), n, {}, TrainingExample
-        ),
+        TopicSpec(TopicKey.TRAINING_EXAMPLES, topic_name(TopicKey.TRAINING_EXAMPLES, s), n, {}, TrainingExample),
         TopicSpec(
             TopicKey.ADAPTER_UPDATES,
             topic_name(TopicKey.ADAPTER_UPDATES, s),
@@ -60,7 +58,9 @@ def topic_registry(settings: ContractSettings | None = None) -> dict[TopicKey, T
     ]
     max_bytes = str(s.max_event_bytes + 65_536)  # room for record overhead
     return {
-        spec.key: TopicSpec(spec.key, spec.name, spec.partitions, {**spec.config, "max.message.bytes": max_bytes}, spec.event_type)
+        spec.key: TopicSpec(
+            spec.key, spec.name, spec.partitions, {**spec.config, "max.message.bytes": max_bytes}, spec.event_type
+        )
         for spec in specs
     }
 

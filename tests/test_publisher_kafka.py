@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
@@ -29,14 +29,20 @@ from schemas import (
 pytestmark = [pytest.mark.kafka]
 
 
-def _read_all(settings: ProducerSettings, key: TopicKey, expected: int, group: str, timeout_s: float = 60) -> list:
+def _read_all(settings: ProducerSettings, key: TopicKey, expected: int, group: str, timeout_s: float = 60) -> list[Any]:
     """Every raw record of a topic, read with a bare consumer (independent of EventConsumer)."""
     import time
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic_name(key, settings)])
-    records = []
+    records: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(records) < expected and time.monotonic() < deadline:
@@ -55,8 +61,9 @@ def _read_all(settings: ProducerSettings, key: TopicKey, expected: int, group: s
 @pytest.mark.slow
 def test_ten_thousand_events_round_trip_none_lost_none_duplicated(topics, group_id) -> None:
     settings = topics()
-    events = [RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=i / 10_000, source="t")
-              for i in range(10_000)]
+    events = [
+        RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=i / 10_000, source="t") for i in range(10_000)
+    ]
     with EventPublisher(settings) as pub:
         futures = [pub.publish_reward(e) for e in events]
     deliveries = [f.result(0) for f in futures]  # close() flushed: every future is done
@@ -133,10 +140,12 @@ def test_async_publish(topics) -> None:
 
     async def main() -> list[int]:
         async with EventPublisher(settings) as pub:
-            deliveries = await asyncio.gather(*[
-                pub.apublish_reward(RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=1.0))
-                for _ in range(20)
-            ])
+            deliveries = await asyncio.gather(
+                *[
+                    pub.apublish_reward(RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=1.0))
+                    for _ in range(20)
+                ]
+            )
         return [d.offset for d in deliveries]
 
     offsets = asyncio.run(main())
@@ -146,8 +155,11 @@ def test_async_publish(topics) -> None:
 def test_consumer_turns_bad_records_into_typed_errors(topics, group_id) -> None:
     settings = topics()
     good = RewardEvent(prediction_id="p", model_id="m", reward=1.0)
-    bad_values = [b"{not json", b'{"schema_version": 99}',
-                  good.model_dump_json().replace('"reward":1.0', '"reward":"NaN"').encode()]
+    bad_values = [
+        b"{not json",
+        b'{"schema_version": 99}',
+        good.model_dump_json().replace('"reward":1.0', '"reward":"NaN"').encode(),
+    ]
     name = topic_name(TopicKey.REWARDS, settings)
     with EventPublisher(settings) as pub:
         for v in bad_values:
@@ -155,9 +167,11 @@ def test_consumer_turns_bad_records_into_typed_errors(topics, group_id) -> None:
         pub.publish_reward(good)
 
     # without a callback the consumer raises the typed error
-    with EventConsumer(TopicKey.REWARDS, RewardEvent, group_id=group_id(), settings=settings) as consumer:
-        with pytest.raises(MalformedEventError):
-            list(consumer.events(idle_timeout_s=10))
+    with (
+        EventConsumer(TopicKey.REWARDS, RewardEvent, group_id=group_id(), settings=settings) as consumer,
+        pytest.raises(MalformedEventError),
+    ):
+        list(consumer.events(idle_timeout_s=10))
 
     # with a callback it reports each bad record (original bytes kept) and goes on
     seen: list[tuple[type, bytes | None, RecordInfo]] = []
@@ -165,8 +179,9 @@ def test_consumer_turns_bad_records_into_typed_errors(topics, group_id) -> None:
     def on_invalid(err: SchemaError, info: RecordInfo) -> None:
         seen.append((type(err), err.raw, info))
 
-    with EventConsumer(TopicKey.REWARDS, RewardEvent, group_id=group_id(), settings=settings,
-                       on_invalid=on_invalid) as consumer:
+    with EventConsumer(
+        TopicKey.REWARDS, RewardEvent, group_id=group_id(), settings=settings, on_invalid=on_invalid
+    ) as consumer:
         events = [c.event for c in consumer.events(idle_timeout_s=5)]
     assert events == [good]
     assert [t for t, _, _ in seen] == [MalformedEventError, UnsupportedSchemaVersionError, InvalidEventError]
@@ -182,9 +197,11 @@ def test_consumer_is_at_least_once(topics, group_id) -> None:
         for e in events:
             pub.publish_reward(e)
     group = group_id()
-    with pytest.raises(RuntimeError), EventConsumer(TopicKey.REWARDS, RewardEvent, group_id=group,
-                                                   settings=settings) as consumer:
-        for i, c in enumerate(consumer.events(idle_timeout_s=10)):
+    with (
+        pytest.raises(RuntimeError),
+        EventConsumer(TopicKey.REWARDS, RewardEvent, group_id=group, settings=settings) as consumer,
+    ):
+        for i, _c in enumerate(consumer.events(idle_timeout_s=10)):
             if i == 2:
                 raise RuntimeError("app crashed while handling the third event")
     with EventConsumer(TopicKey.REWARDS, RewardEvent, group_id=group, settings=settings) as consumer:
@@ -193,7 +210,8 @@ def test_consumer_is_at_least_once(topics, group_id) -> None:
 
 
 def test_ensure_topics_is_idempotent_and_checks_co_partitioning(topics) -> None:
-    from confluent_kafka.admin import AdminClient, NewPartitions
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewPartitions
 
     from producers import ensure_topics
     from schemas import TopicError
@@ -205,5 +223,3 @@ def test_ensure_topics_is_idempotent_and_checks_co_partitioning(topics) -> None:
     admin.create_partitions([NewPartitions(name, settings.partitions + 2)])[name].result(30)
     with pytest.raises(TopicError, match="co-partitioned"):
         ensure_topics(settings)
-
-

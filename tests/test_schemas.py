@@ -39,7 +39,7 @@ def prediction(**kw: object) -> PredictionEvent:
         "turns": [AssistantTurn(message_index=1, completion_token_ids=[20], completion_logprobs=[-0.1])],
     }
     base.update(kw)
-    return PredictionEvent(**base)  # type: ignore[arg-type]
+    return PredictionEvent(**base)
 
 
 def reward(p: PredictionEvent, value: float = 1.0) -> RewardEvent:
@@ -57,7 +57,9 @@ def test_reward_and_prediction_round_trip(
     model_id: str, content: str, r: float, created: datetime, source: str | None
 ) -> None:
     p = PredictionEvent(
-        model_id=model_id, base_model="b", created_at=created,
+        model_id=model_id,
+        base_model="b",
+        created_at=created,
         messages=[Message(role="user", content=content), Message(role="assistant", content=content)],
         turns=[AssistantTurn(message_index=1, completion_token_ids=[1, 2], completion_logprobs=[-1.0, -2.5])],
         final_answer={"answer": content},
@@ -75,8 +77,16 @@ def test_non_finite_reward_refused(bad: float) -> None:
     with pytest.raises(ValueError):
         RewardEvent(prediction_id="p", model_id="m", reward=bad)
     # and on the wire: NaN is valid Python-JSON, must still be refused with a typed error
-    raw = json.dumps({"schema_version": 1, "reward_id": "r", "prediction_id": "p", "model_id": "m",
-                      "reward": bad, "created_at": "2026-01-01T00:00:00Z"}).encode()
+    raw = json.dumps(
+        {
+            "schema_version": 1,
+            "reward_id": "r",
+            "prediction_id": "p",
+            "model_id": "m",
+            "reward": bad,
+            "created_at": "2026-01-01T00:00:00Z",
+        }
+    ).encode()
     with pytest.raises(InvalidEventError) as info:
         decode(raw, RewardEvent)
     assert info.value.raw == raw
@@ -86,8 +96,16 @@ def test_non_finite_reward_refused(bad: float) -> None:
 def test_naive_datetime_refused() -> None:
     with pytest.raises(ValueError):
         RewardEvent(prediction_id="p", model_id="m", reward=1.0, created_at=datetime(2026, 1, 1))
-    raw = json.dumps({"schema_version": 1, "reward_id": "r", "prediction_id": "p", "model_id": "m",
-                      "reward": 1.0, "created_at": "2026-01-01T00:00:00"}).encode()
+    raw = json.dumps(
+        {
+            "schema_version": 1,
+            "reward_id": "r",
+            "prediction_id": "p",
+            "model_id": "m",
+            "reward": 1.0,
+            "created_at": "2026-01-01T00:00:00",
+        }
+    ).encode()
     with pytest.raises(InvalidEventError, match="created_at"):
         decode(raw, RewardEvent)
 
@@ -110,9 +128,7 @@ def test_unknown_schema_version_refused(version: object) -> None:
         decode(raw, RewardEvent)
 
 
-@pytest.mark.parametrize(
-    "raw", [b"\xff\xfe\x00", b"{not json", b"[1, 2]", b'"a string"', b"", None]
-)
+@pytest.mark.parametrize("raw", [b"\xff\xfe\x00", b"{not json", b"[1, 2]", b'"a string"', b"", None])
 def test_malformed_bytes_refused_with_typed_error(raw: bytes | None) -> None:
     with pytest.raises(MalformedEventError) as info:
         decode(raw, RewardEvent)
@@ -159,8 +175,14 @@ def test_turns_must_point_at_assistant_messages() -> None:
 def test_adapter_update_versions() -> None:
     sha = "0" * 64
     AdapterUpdate(model_id="m", version=0, base_model="b")
-    AdapterUpdate(model_id="m", version=3, base_model="b", uri="s3://bkt/adapters/m/v3/",
-                  files={"adapter_model.safetensors": sha}, parent_version=2)
+    AdapterUpdate(
+        model_id="m",
+        version=3,
+        base_model="b",
+        uri="s3://bkt/adapters/m/v3/",
+        files={"adapter_model.safetensors": sha},
+        parent_version=2,
+    )
     with pytest.raises(ValueError, match="version 0"):
         AdapterUpdate(model_id="m", version=0, base_model="b", uri="s3://bkt/x/")
     with pytest.raises(ValueError, match="needs a uri"):
@@ -178,7 +200,11 @@ def test_events_are_frozen() -> None:
 def test_topic_registry_follows_the_contract() -> None:
     reg = topic_registry(ContractSettings(topic_prefix="x.", partitions=4))
     assert {spec.name for spec in reg.values()} == {
-        "x.predictions", "x.rewards", "x.training-examples", "x.adapter-updates", "x.dead-letters"
+        "x.predictions",
+        "x.rewards",
+        "x.training-examples",
+        "x.adapter-updates",
+        "x.dead-letters",
     }
     assert reg[TopicKey.PREDICTIONS].partitions == reg[TopicKey.REWARDS].partitions == 4
     assert reg[TopicKey.ADAPTER_UPDATES].config["cleanup.policy"] == "compact"

@@ -27,10 +27,16 @@ def _post(url: str, body: dict[str, Any], timeout: float = 120) -> tuple[int, st
 
 
 def _chat(s: StackSettings, model: str) -> dict[str, Any]:
-    status, text = _post(f"{s.vllm_url}/v1/chat/completions", {
-        "model": model, "temperature": 0, "max_tokens": 8, "logprobs": True,
-        "messages": [{"role": "user", "content": "What is 2+3? Answer with a number."}],
-    })
+    status, text = _post(
+        f"{s.vllm_url}/v1/chat/completions",
+        {
+            "model": model,
+            "temperature": 0,
+            "max_tokens": 8,
+            "logprobs": True,
+            "messages": [{"role": "user", "content": "What is 2+3? Answer with a number."}],
+        },
+    )
     assert status == 200, text
     return json.loads(text)  # type: ignore[no-any-return]
 
@@ -51,11 +57,17 @@ def fresh_adapter(vllm: StackSettings, tmp_path_factory: pytest.TempPathFactory)
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(ensure_checkpoint(vllm.cache_dir), dtype=torch.float32)
-    cfg = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                     init_lora_weights=False, lora_dropout=0.0, bias="none")
+    cfg = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        init_lora_weights=False,
+        lora_dropout=0.0,
+        bias="none",
+    )
     model = get_peft_model(base, cfg)
     out = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(out)
+    model.save_pretrained(str(out))
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     return out
 
@@ -77,6 +89,8 @@ def test_runtime_lora_load_of_a_fresh_peft_adapter(vllm: StackSettings, fresh_ad
 
 
 def test_unknown_adapter_is_a_clear_error(vllm: StackSettings) -> None:
-    status, text = _post(f"{vllm.vllm_url}/v1/chat/completions", {
-        "model": "no-such-adapter", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+    status, text = _post(
+        f"{vllm.vllm_url}/v1/chat/completions",
+        {"model": "no-such-adapter", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert status == 404, text
