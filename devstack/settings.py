@@ -32,7 +32,7 @@ class StackSettings(ContractSettings):
     minio_console_port: int = 9001
     vllm_max_model_len: int = 2048
     #: on the CPU this is the fraction of system RAM vLLM reserves for its KV cache
-    vllm_kv_fraction: float = Field(0.1, gt=0, lt=1)
+    vllm_kv_fraction: float = Field(0.3, gt=0, lt=1)
     vllm_max_loras: int = 4
     vllm_max_lora_rank: int = 16
     vllm_extra_args: str = ""
