@@ -16,6 +16,20 @@ from mc_cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PART_SERVICES = {"init", "processor", "trainer", "inference-node"}
+#: the settings class each service's part reads (its MC_ variables must name fields of it)
+SETTINGS_OF = {
+    "init": "schemas.settings:ContractSettings",
+    "processor": "stream_processors.settings:ProcessorSettings",
+    "trainer": "trainer.settings:TrainerSettings",
+    "inference-node": "inference.settings:InferenceSettings",
+}
+
+
+def _settings_fields(service: str) -> set[str]:
+    import importlib
+
+    module, name = SETTINGS_OF[service].split(":")
+    return set(getattr(importlib.import_module(module), name).model_fields)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +78,7 @@ def test_parts_point_at_the_services_with_mc_settings(compose: dict[str, Any]) -
         assert env["MC_S3_ACCESS_KEY"] == s.s3_access_key
         assert all(key.startswith("MC_") for key in env)
         # every variable names a real setting (a typo would be silently ignored by the part)
-        assert {key.removeprefix("MC_").lower() for key in env} <= set(StackSettings.model_fields)
+        assert {key.removeprefix("MC_").lower() for key in env} <= _settings_fields(name)
     minio_env = services["minio"]["environment"]
     assert minio_env["MINIO_ROOT_USER"] == s.s3_access_key
     assert minio_env["MINIO_ROOT_PASSWORD"] == s.s3_secret_key.get_secret_value()

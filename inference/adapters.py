@@ -1,0 +1,120 @@
+"""Put adapter versions where nodes find them: upload to S3 with sha256s, announce an AdapterUpdate.
+
+Used by the swap benchmark and the tests (the trainer has its own publishing path). Also writes
+*synthetic* LoRA adapters (random A/B matrices in PEFT's file layout) without torch or PEFT, so the
+benchmark can make as many distinct versions as it needs from the base checkpoint's config alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from array import array
+from pathlib import Path
+from typing import Any
+
+from inference.fetch import sha256_file
+from schemas.events import AdapterUpdate
+from schemas.settings import ContractSettings
+from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, adapter_uri
+
+__all__ = ["TARGET_MODULES", "delete_adapters", "upload_adapter", "write_synthetic_adapter"]
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _save_safetensors(tensors: dict[str, tuple[list[int], array[float]]], path: Path) -> None:
+    """A minimal float32 safetensors writer (header: JSON with dtype, shape, byte offsets)."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, (shape, data) in tensors.items():
+        size = len(data) * 4
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(blob)))
+        fh.write(blob)
+        for _, data in tensors.values():
+            fh.write(data.tobytes())  # little-endian on every platform we run on
+
+
+def write_synthetic_adapter(
+    checkpoint_dir: Path, folder: Path, *, seed: int, r: int = 8, alpha: int = 16, scale: float = 0.01
+) -> Path:
+    """A random LoRA (r, alpha, q/k/v/o_proj, no bias) for the Llama checkpoint in ``checkpoint_dir``."""
+    cfg = json.loads((checkpoint_dir / "config.json").read_text())
+    hidden, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    head_dim = cfg.get("head_dim") or hidden // cfg["num_attention_heads"]
+    kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"]) * head_dim
+    q_out = cfg["num_attention_heads"] * head_dim
+    dims = {"q_proj": (hidden, q_out), "k_proj": (hidden, kv), "v_proj": (hidden, kv), "o_proj": (q_out, hidden)}
+    rng = random.Random(seed)
+    tensors: dict[str, tuple[list[int], array[float]]] = {}
+    for layer in range(layers):
+        for module, (d_in, d_out) in dims.items():
+            prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+            for part, shape in (("lora_A", [r, d_in]), ("lora_B", [d_out, r])):
+                values = array("f", (rng.gauss(0, scale) for _ in range(shape[0] * shape[1])))
+                tensors[f"{prefix}.{part}.weight"] = (shape, values)
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_safetensors(tensors, folder / "adapter_model.safetensors")
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": str(checkpoint_dir),
+        "r": r,
+        "lora_alpha": alpha,
+        "lora_dropout": 0.0,
+        "target_modules": list(TARGET_MODULES),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "modules_to_save": None,
+        "use_dora": False,
+        "use_rslora": False,
+        "inference_mode": True,
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def upload_adapter(
+    s3: Any,
+    settings: ContractSettings,
+    model_id: str,
+    version: int,
+    folder: Path,
+    *,
+    parent_version: int | None = None,
+    corrupt: bool = False,
+) -> AdapterUpdate:
+    """Upload ``folder``'s adapter files as ``version`` and return the AdapterUpdate announcing it.
+
+    ``corrupt=True`` announces a wrong sha256 for the weights (to test that nodes refuse it).
+    """
+    files = {name: sha256_file(folder / name) for name in ADAPTER_FILES}
+    if corrupt:
+        files["adapter_model.safetensors"] = "0" * 64
+    update = AdapterUpdate(
+        model_id=model_id,
+        version=version,
+        uri=adapter_uri(settings.s3_bucket, model_id, version),
+        files=files,
+        base_model=settings.base_model_name,
+        parent_version=parent_version,
+    )
+    prefix = adapter_prefix(model_id, version)
+    for name in ADAPTER_FILES:
+        s3.upload_file(str(folder / name), settings.s3_bucket, prefix + name)
+    s3.put_object(Bucket=settings.s3_bucket, Key=prefix + MANIFEST_FILE, Body=update.model_dump_json().encode())
+    return update
+
+
+def delete_adapters(s3: Any, settings: ContractSettings, model_id: str) -> None:
+    """Remove every stored version of ``model_id`` (benchmark and test clean-up)."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=f"adapters/{model_id}/")
+    for page in pages:
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])

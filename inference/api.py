@@ -1,0 +1,121 @@
+"""The node's HTTP interface, defined once: route paths, the body of ``/status``, and the client.
+
+The proxy mounts these paths and returns these models; :class:`NodeClient` calls the same paths and
+parses the same models, so server and client cannot drift apart. The chat route is the OpenAI one;
+the node adds :data:`VERSION_HEADER` and the body fields :data:`VERSION_FIELD` / :data:`ADAPTER_FIELD`.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "ADAPTER_FIELD",
+    "VERSION_FIELD",
+    "VERSION_HEADER",
+    "LiveAdapter",
+    "NodeClient",
+    "NodeStatus",
+    "Routes",
+    "SwitchRecord",
+    "UpdateSeen",
+]
+
+VERSION_HEADER = "x-mc-adapter-version"
+VERSION_FIELD = "mc_adapter_version"
+ADAPTER_FIELD = "mc_adapter"
+
+
+class Routes:
+    CHAT = "/v1/chat/completions"
+    MODELS = "/v1/models"
+    STATUS = "/status"
+    METRICS = "/metrics"
+    HEALTH = "/health"
+
+
+class SwitchRecord(BaseModel):
+    """One period during which a version served a model_id (unix seconds)."""
+
+    version: int
+    adapter: str
+    live_from: float
+    live_until: float | None = None
+
+
+class LiveAdapter(BaseModel):
+    model_id: str
+    version: int = Field(description="0 = the base model")
+    adapter: str = Field(description="the name vLLM serves it under")
+    live_since: float
+    in_flight: int = 0
+    load_ms: float | None = None
+    history: list[SwitchRecord] = Field(default_factory=list)
+
+
+class UpdateSeen(BaseModel):
+    model_id: str
+    version: int
+    rollback: bool
+    offset: int
+    seen_at: float
+    outcome: str = Field(description="pending, live, skipped, or failed: <reason>")
+
+
+class NodeStatus(BaseModel):
+    node_id: str
+    vllm_url: str
+    base_model: str
+    topic: str
+    caught_up: bool = Field(description="the node has read adapter-updates up to its end at start-up")
+    models: dict[str, LiveAdapter]
+    last_update: UpdateSeen | None
+    load_ms: dict[str, float] = Field(description="count, last, p50, max of adapter load latencies")
+    counters: dict[str, int]
+
+
+class NodeClient:
+    """A small synchronous client of one node (tests, the bench, operators)."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 600.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def health(self) -> bool:
+        try:
+            return self._http.get(Routes.HEALTH, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def status(self) -> NodeStatus:
+        resp = self._http.get(Routes.STATUS)
+        resp.raise_for_status()
+        return NodeStatus.model_validate_json(resp.content)
+
+    def models(self) -> list[dict[str, Any]]:
+        resp = self._http.get(Routes.MODELS)
+        resp.raise_for_status()
+        data: list[dict[str, Any]] = resp.json()["data"]
+        return data
+
+    def metrics(self) -> str:
+        resp = self._http.get(Routes.METRICS)
+        resp.raise_for_status()
+        return resp.text
+
+    def chat(self, body: dict[str, Any]) -> httpx.Response:
+        """POST the OpenAI chat body; the caller reads status, headers and JSON."""
+        return self._http.post(Routes.CHAT, json=body)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

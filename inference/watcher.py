@@ -1,0 +1,261 @@
+"""The adapter watcher: adapter-updates -> S3 -> sha256 check -> vLLM load -> alias switch -> unload.
+
+Every node reads the compacted ``adapter-updates`` topic from its beginning on every start, with a
+consumer identity of its own and no committed offsets, so each replica sees every update (broadcast)
+and a node started late catches up. Partitions are *assigned*, not subscribed: there is no group to
+share the topic with. Updates of one model_id are applied one at a time, in topic order; while the
+node catches up (and whenever updates arrive faster than they load) only the newest announcement per
+model_id is applied. A failed version (bad hash, refused load) is logged and counted and the old
+version keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+from inference.api import UpdateSeen
+from inference.fetch import AdapterVerificationError, fetch_adapter
+from inference.metrics import NodeMetrics
+from inference.registry import AdapterRegistry, Serving, adapter_name
+from inference.settings import InferenceSettings
+from inference.vllm_client import VllmClient
+from schemas.errors import AdapterError, SchemaError, StorageError
+from schemas.events import AdapterUpdate
+from schemas.serde import decode
+from schemas.storage import s3_client
+from schemas.topics import TopicKey, topic_name
+
+__all__ = ["AdapterWatcher"]
+
+_log = logging.getLogger(__name__)
+
+
+class AdapterWatcher:
+    def __init__(
+        self, settings: InferenceSettings, registry: AdapterRegistry, vllm: VllmClient, metrics: NodeMetrics
+    ) -> None:
+        self.s = settings
+        self.registry = registry
+        self.vllm = vllm
+        self.metrics = metrics
+        self.topic = topic_name(TopicKey.ADAPTER_UPDATES, settings)
+        self.last_update: UpdateSeen | None = None
+        self.caught_up = asyncio.Event()
+        self._s3: Any = None
+        self._pending: dict[str, tuple[AdapterUpdate, int]] = {}
+        self._target: dict[str, int] = {}  # newest version accepted per model (pending or live)
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._retiring: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._s3 = s3_client(self.s)
+        self._thread = threading.Thread(target=self._consume, name="mc-adapter-updates", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10.0)
+        tasks = [*self._workers.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.s.unload_on_shutdown:
+            for name in {*self.registry.loaded_names(), *self._retiring}:
+                try:
+                    await self.vllm.unload(name)
+                except AdapterError as exc:
+                    _log.warning("on shutdown: %s", exc)
+
+    # -- the Kafka side (a thread: confluent-kafka's poll blocks) --------------------------------
+
+    def _consume(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.s.kafka_bootstrap,
+                "group.id": f"mc-inference-{self.s.node_id}",
+                "enable.auto.commit": False,  # never commit: every start reads the topic from its beginning
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            while not self._stop.is_set():
+                meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+                if meta is not None and meta.error is None and meta.partitions:
+                    break
+                _log.warning("topic %s not found yet; retrying", self.topic)
+                self._stop.wait(2.0)
+            else:
+                return
+            parts = sorted(meta.partitions)
+            waiting = set()
+            for p in parts:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                if high > low:
+                    waiting.add(p)
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
+            if not waiting:
+                self._call(self.caught_up.set)
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == -191:  # _PARTITION_EOF: the end as of now
+                        waiting.discard(msg.partition() or 0)
+                        if not waiting:
+                            self._call(self.caught_up.set)
+                    else:
+                        _log.error("consuming %s: %s", self.topic, err.str())
+                    continue
+                try:
+                    update = decode(msg.value(), AdapterUpdate, max_bytes=self.s.max_event_bytes)
+                except SchemaError as exc:
+                    _log.error("skipping a bad record at %s[%d]@%d: %s", self.topic, msg.partition(), msg.offset(), exc)
+                    self._call(self.metrics.inc, "updates_invalid")
+                    continue
+                self._call(self._offer, update, msg.offset())
+        finally:
+            consumer.close()
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed while we were stopping
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    # -- the event-loop side ---------------------------------------------------------------------
+
+    def _offer(self, update: AdapterUpdate, offset: int) -> None:
+        self.metrics.inc("updates_seen")
+        seen = UpdateSeen(
+            model_id=update.model_id,
+            version=update.version,
+            rollback=update.rollback,
+            offset=offset,
+            seen_at=time.time(),
+            outcome="pending",
+        )
+        self.last_update = seen
+        target = self._target.get(update.model_id, self.registry.live_version(update.model_id))
+        # A re-delivered or older announcement is stale unless it says it is a rollback.
+        if update.version == target or (update.version < target and not update.rollback):
+            self.metrics.inc("updates_skipped")
+            seen.outcome = "skipped"
+            return
+        self._target[update.model_id] = update.version
+        self._pending[update.model_id] = (update, offset)
+        if update.model_id not in self._workers:
+            self._workers[update.model_id] = asyncio.create_task(self._work(update.model_id))
+
+    async def _work(self, model_id: str) -> None:
+        try:
+            await self.caught_up.wait()
+            while model_id in self._pending:
+                update, _ = self._pending.pop(model_id)
+                outcome = "live"
+                try:
+                    await self._apply(update)
+                except Exception as exc:  # AdapterError mostly; anything else must not kill the worker
+                    outcome = f"failed: {exc}"
+                    self._target[model_id] = self.registry.live_version(model_id)
+                    _log.error(
+                        "%s v%d not applied, v%d keeps serving: %s",
+                        model_id,
+                        update.version,
+                        self.registry.live_version(model_id),
+                        exc,
+                    )
+                if (
+                    self.last_update is not None
+                    and self.last_update.model_id == model_id
+                    and self.last_update.version == update.version
+                ):
+                    self.last_update.outcome = outcome
+        finally:
+            self._workers.pop(model_id, None)
+
+    async def _apply(self, update: AdapterUpdate) -> None:
+        model_id = update.model_id
+        if update.version == 0:
+            old = self.registry.switch(Serving(model_id, 0, self.registry.base_model))
+            self._after_switch(old, 0)
+            return
+        path = await self._fetch(update)
+        name = adapter_name(model_id, update.version)
+        t0 = time.perf_counter()
+        try:
+            await self.vllm.load(name, str(path))
+        except AdapterError:
+            self.metrics.inc("load_failures")
+            raise
+        load_ms = (time.perf_counter() - t0) * 1000
+        self.metrics.inc("loads")
+        self.metrics.observe_load(load_ms)
+        self._retiring.discard(name)
+        old = self.registry.switch(Serving(model_id, update.version, name, str(path)), load_ms=load_ms)
+        self._after_switch(old, update.version)
+        _log.info("%s: v%d live (%s loaded in %.0f ms)", model_id, update.version, name, load_ms)
+
+    async def _fetch(self, update: AdapterUpdate) -> Any:
+        for attempt in range(1, self.s.load_retries + 1):
+            try:
+                return await asyncio.to_thread(fetch_adapter, self._s3, update, self.s.adapter_cache_dir)
+            except AdapterVerificationError:
+                self.metrics.inc("verify_failures")
+                raise
+            except StorageError as exc:
+                if attempt == self.s.load_retries:
+                    raise AdapterError(str(exc)) from None
+                _log.warning("%s (attempt %d of %d)", exc, attempt, self.s.load_retries)
+                await asyncio.sleep(min(2.0**attempt, 10.0))
+        raise AssertionError("unreachable")
+
+    def _after_switch(self, old: Serving | None, version: int) -> None:
+        self.metrics.inc("swaps")
+        if old is not None and old.version > 0 and not self.registry.is_referenced(old.served_name):
+            self._retiring.add(old.served_name)
+            task = asyncio.create_task(self._retire(old.served_name))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _retire(self, name: str) -> None:
+        """Unload ``name`` once no request holds it (plus a grace for other nodes sharing vLLM)."""
+        if not await self.registry.wait_drained(name, self.s.drain_timeout_s):
+            _log.warning(
+                "%s still has %d request(s) after %.0f s; unloading anyway",
+                name,
+                self.registry.in_flight(name),
+                self.s.drain_timeout_s,
+            )
+        await asyncio.sleep(self.s.unload_grace_s)
+        await self.registry.wait_drained(name, self.s.drain_timeout_s)
+        if self.registry.is_referenced(name):  # switched back to it (a rollback) meanwhile
+            self._retiring.discard(name)
+            return
+        try:
+            await self.vllm.unload(name)
+            self.metrics.inc("unloads")
+        except AdapterError as exc:
+            self.metrics.inc("unload_failures")
+            _log.warning("%s", exc)
+        self._retiring.discard(name)
+
+    async def ensure_loaded(self, serving: Serving) -> None:
+        """Load ``serving`` again (vLLM lost it, e.g. another node sharing the server unloaded it)."""
+        if serving.path is not None:
+            await self.vllm.load(serving.served_name, serving.path)
