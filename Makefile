@@ -14,6 +14,7 @@ demo: install
 	$(MC) demo
 
 test: install
+	@scripts/ensure-chromium.sh
 	$(MC) stack up
 	$(PY) -m pytest
 

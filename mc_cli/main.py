@@ -19,7 +19,7 @@ from schemas.errors import MaximumContinualError
 __all__ = ["build_parser", "main"]
 
 #: modules that add commands; a part that does not ship one yet is skipped
-PART_CLIS = ("stream_processors.cli", "trainer.cli", "inference.cli", "maximum_continual.cli")
+PART_CLIS = ("stream_processors.cli", "trainer.cli", "inference.cli", "maximum_continual.cli", "dashboard.cli")
 
 
 def _stack(args: argparse.Namespace) -> int:

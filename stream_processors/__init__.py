@@ -1,6 +1,12 @@
 """The faust-streaming worker: joins predictions with rewards into training examples.
 
-Not built yet (issue: stream processor). The contract it implements is in ``schemas``.
+``mc processor`` / ``python -m stream_processors`` runs one worker; the join's pure logic is in
+:mod:`stream_processors.join`, expiry in :mod:`stream_processors.expiry`, the faust wiring in
+:mod:`stream_processors.app`. faust is imported only when a worker is built.
 """
 
-__all__: list[str] = []
+from stream_processors.app import ProcessorApp, create_app
+from stream_processors.cli import run_worker
+from stream_processors.settings import ProcessorSettings
+
+__all__ = ["ProcessorApp", "ProcessorSettings", "create_app", "run_worker"]

@@ -1,0 +1,164 @@
+"""Samples everything the dashboard shows, on one thread, into one JSON-ready snapshot.
+
+Sources, all real: Kafka (consumer lag, end offsets → events/s, dead-letter count), the stream
+processors' ``/rewards/`` and ``/processor/`` JSON, and the inference nodes' ``/status``. A source
+that does not answer shows as an error in the snapshot; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections import deque
+from typing import Any
+
+from dashboard.lag import LagReader
+from dashboard.settings import DashboardSettings
+from schemas.topics import TopicKey, topic_name
+
+__all__ = ["Collector"]
+
+
+def _get_json(url: str, timeout_s: float = 3.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return json.load(resp)
+
+
+class Collector:
+    def __init__(self, settings: DashboardSettings | None = None, *, group_prefix: str = "") -> None:
+        self.s = settings or DashboardSettings()
+        self.group_prefix = group_prefix
+        self.topics = [topic_name(k, self.s) for k in TopicKey]
+        self._lag = LagReader(self.s.kafka_bootstrap)
+        self._totals: deque[tuple[float, dict[str, int]]] = deque(maxlen=self.s.dashboard_history)
+        self._rewards: deque[dict[str, Any]] = deque(maxlen=self.s.dashboard_history)
+        self._snapshot: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> dict[str, Any]:
+        """Take one sample now and return the new snapshot."""
+        now = time.time()
+        errors: dict[str, str] = {}
+        lag: list[dict[str, Any]] = []
+        rates: dict[str, float] = {}
+        totals: dict[str, int] = {}
+        try:
+            lag = [row.to_dict() for row in self._lag.read(self.group_prefix)]
+            totals = self._lag.topic_end_totals(self.topics)
+            self._totals.append((now, totals))
+            if len(self._totals) >= 2:
+                t0, first = self._totals[max(0, len(self._totals) - 6)]  # rate over the last ~5 samples
+                t1, last = self._totals[-1]
+                rates = {t: round((last.get(t, 0) - first.get(t, 0)) / max(t1 - t0, 1e-9), 2) for t in last}
+        except Exception as exc:  # Kafka down: show it, keep the page alive
+            errors["kafka"] = f"{type(exc).__name__}: {exc}"
+
+        processors = []
+        for url in self.s.urls(self.s.processor_urls):
+            try:
+                processors.append(
+                    {
+                        "url": url,
+                        "rewards": _get_json(f"{url}/rewards/").get("models", []),
+                        "stats": _get_json(f"{url}/processor/"),
+                    }
+                )
+            except Exception as exc:
+                errors[url] = f"{type(exc).__name__}: {exc}"
+        rewards = _merge_rewards(processors)
+        if rewards:
+            self._rewards.append({"t": now, "rows": rewards})
+
+        nodes = []
+        for url in self.s.urls(self.s.inference_urls):
+            try:
+                status = _get_json(f"{url}/status")
+                nodes.append(
+                    {
+                        "url": url,
+                        "node_id": status.get("node_id"),
+                        "live": {m: v.get("version") for m, v in status.get("models", {}).items()},
+                        "last_update": status.get("last_update"),
+                        "load_ms": status.get("load_ms"),
+                    }
+                )
+            except Exception as exc:
+                errors[url] = f"{type(exc).__name__}: {exc}"
+
+        dead = totals.get(topic_name(TopicKey.DEAD_LETTERS, self.s))
+        snapshot = {
+            "sampled_at": now,
+            "lag": lag,
+            "events_total": totals,
+            "events_per_s": rates,
+            "dead_letters_total": dead,
+            "dead_letters_by_reason": _sum_reasons(processors),
+            "rewards": rewards,
+            "reward_history": list(self._rewards),
+            "inference_nodes": nodes,
+            "errors": errors,
+        }
+        with self._lock:
+            self._snapshot = snapshot
+        return snapshot
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self._snapshot or {}
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.sample()
+                self._stop.wait(self.s.dashboard_sample_s)
+
+        self.sample()
+        self._thread = threading.Thread(target=loop, name="mc-dashboard-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+        self._lag.close()
+
+
+def _merge_rewards(processors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows per (model_id, adapter_version) summed over workers (each owns distinct partitions)."""
+    merged: dict[tuple[str, int], dict[str, Any]] = {}
+    for proc in processors:
+        for row in proc["rewards"]:
+            key = (str(row.get("model_id")), int(row.get("adapter_version", 0)))
+            acc = merged.setdefault(
+                key, {"model_id": key[0], "adapter_version": key[1], "count": 0, "sum": 0.0, "last_update": None}
+            )
+            count = int(row.get("count", 0))
+            acc["count"] += count
+            acc["sum"] += float(row.get("mean", 0.0)) * count
+            last = row.get("last_update")
+            if last is not None and (acc["last_update"] is None or str(last) > str(acc["last_update"])):
+                acc["last_update"] = last
+    out = []
+    for acc in merged.values():
+        out.append(
+            {
+                "model_id": acc["model_id"],
+                "adapter_version": acc["adapter_version"],
+                "count": acc["count"],
+                "mean": round(acc["sum"] / acc["count"], 4) if acc["count"] else None,
+                "last_update": acc["last_update"],
+            }
+        )
+    return sorted(out, key=lambda r: (r["model_id"], r["adapter_version"]))
+
+
+def _sum_reasons(processors: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for proc in processors:
+        for reason, n in (proc["stats"].get("dead_letters") or {}).items():
+            out[reason] = out.get(reason, 0) + int(n)
+    return out

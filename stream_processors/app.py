@@ -1,0 +1,188 @@
+"""The faust app: one agent (concurrency=1) joins both topics on a table, a timer expires state.
+
+Why this shape:
+
+* faust's ``Stream.join`` is not implemented, so the join is a table keyed by prediction_id
+  (``{app_id}-join-changelog``), written only by one agent with ``concurrency=1``.
+* predictions and rewards are co-partitioned and the table has the same partition count, and faust
+  writes a table change to the changelog partition of the record being processed, so partition *p*
+  of the state lives in changelog partition *p* and moves with the source partitions at a rebalance.
+* ``stream_publish_on_commit``: examples and dead letters are attached to their source offset and
+  published, and awaited, before that offset is committed; faust also flushes the producer (the
+  changelog writes) before every commit. A crash therefore replays every record whose outputs may
+  not be durable, and :mod:`stream_processors.join` re-emits for replayed records.
+* expiry runs in a timer (there is no record to hang it on when a partition is idle); a timer has
+  no current event, so it deletes from the store and sends the tombstone to the changelog
+  partition of the state explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.errors import TopicError
+from schemas.topics import TopicKey, topic_name
+from stream_processors.settings import ProcessorSettings
+from stream_processors.worker import Processor
+
+__all__ = ["ProcessorApp", "create_app", "source_partitions"]
+
+
+@dataclass
+class ProcessorApp:
+    app: Any  # faust.App
+    processor: Processor
+    settings: ProcessorSettings
+
+
+def source_partitions(settings: ProcessorSettings, timeout_s: float = 30.0) -> int:
+    """The partition count of predictions (refusing rewards with another count: no join then)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    topics = admin.list_topics(timeout=timeout_s).topics
+    names = [topic_name(TopicKey.PREDICTIONS, settings), topic_name(TopicKey.REWARDS, settings)]
+    missing = [n for n in names if n not in topics]
+    if missing:
+        raise TopicError(f"topics {missing} do not exist: run `mc topics ensure` with the same MC_TOPIC_PREFIX")
+    counts = {n: len(topics[n].partitions) for n in names}
+    if len(set(counts.values())) != 1:
+        raise TopicError(f"predictions and rewards are not co-partitioned: {counts}")
+    return counts[names[0]]
+
+
+class _FaustSink:
+    """Examples and dead letters go through faust (attached to the source offset, published before
+    its commit). The join state is written to the store and its changelog directly: faust's
+    ``table[key] = value`` queues each changelog record in a 100-message buffer that, once full,
+    drains one message per event-loop round trip, which capped the worker at a few hundred records/s.
+    The changelog record goes to the partition of the state (= the source partition) explicitly."""
+
+    def __init__(self, app: Any, examples: Any, dead_letters: Any, table: Any) -> None:
+        self.app, self.examples, self.dead_letters, self.table = app, examples, dead_letters, table
+        self.changelog = table.changelog_topic.get_topic_name()
+
+    async def example(self, key: bytes, value: bytes) -> None:
+        await self.examples.send(key=key, value=value)
+
+    async def dead_letter(self, key: bytes | None, value: bytes) -> None:
+        await self.dead_letters.send(key=key, value=value)
+
+    async def put_state(self, partition: int, key: bytes, value: bytes) -> None:
+        self.table.data[key] = value
+        await self._changelog(partition, key, value)
+
+    async def delete_state(self, partition: int, key: bytes) -> None:
+        try:
+            del self.table.data[key]
+        except KeyError:
+            return
+        await self._changelog(partition, key, None)
+
+    async def _changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
+        from faust.types import TP
+
+        fut = await self.app.producer.send(self.changelog, key, value, partition, None, None)
+        store = self.table.data
+
+        def persisted(done: Any) -> None:
+            # What faust's own changelog callback does: remember (RocksDB) how far the changelog is
+            # known to be in the local store, so a restart replays only what came after.
+            if not done.cancelled() and done.exception() is None:
+                meta = done.result()
+                store.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
+
+        fut.add_done_callback(persisted)
+
+
+def create_app(settings: ProcessorSettings | None = None, *, partitions: int | None = None) -> ProcessorApp:
+    import faust
+
+    s = settings or ProcessorSettings()
+    n = partitions or source_partitions(s)
+    store = s.resolved_store()
+    data_dir = s.processor_data_dir.resolve() / s.processor_app_id
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        s.processor_app_id,
+        broker=[f"kafka://{host.strip()}" for host in s.kafka_bootstrap.split(",")],
+        store=f"{store}://",
+        datadir=str(data_dir),
+        autodiscover=False,
+        web_enabled=True,
+        web_bind=s.processor_web_host,
+        web_host=s.processor_web_host,
+        web_port=s.processor_web_port,
+        topic_partitions=n,
+        topic_replication_factor=s.replication_factor,
+        table_standby_replicas=s.processor_standby_replicas,
+        stream_publish_on_commit=True,
+        broker_commit_interval=s.processor_commit_interval_s,
+        broker_session_timeout=s.processor_session_timeout_s,
+        broker_heartbeat_interval=s.processor_heartbeat_s,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=s.processor_linger_ms,
+        producer_acks=-1,
+        producer_max_request_size=s.max_event_bytes * 2 + 131_072,
+        consumer_max_fetch_size=max(4 * 1024 * 1024, s.max_event_bytes * 2 + 131_072),
+        stream_buffer_maxsize=16_384,
+    )
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    pred_name, rew_name = topic_name(TopicKey.PREDICTIONS, s), topic_name(TopicKey.REWARDS, s)
+    source = app.topic(pred_name, rew_name, **raw)
+    examples = app.topic(topic_name(TopicKey.TRAINING_EXAMPLES, s), **raw)
+    dead_letters = app.topic(topic_name(TopicKey.DEAD_LETTERS, s), **raw)
+    # key_type/value_type bytes is what makes faust use the raw codec for the changelogs (a schema alone
+    # does not: recovery then JSON-decodes the records and never completes).
+    join_table = app.Table("join", partitions=n, key_type=bytes, value_type=bytes)
+    metrics_table = app.Table("reward-metrics", partitions=n, key_type=bytes, value_type=bytes)
+
+    sink = _FaustSink(app, examples, dead_letters, join_table)
+    proc = Processor(
+        s,
+        predictions_topic=pred_name,
+        rewards_topic=rew_name,
+        state=join_table,
+        metrics=_StrKeys(metrics_table),
+        sink=sink,
+    )
+    owned: dict[str, frozenset[int] | None] = {"parts": None}
+
+    @app.agent(source, concurrency=1, name="join")
+    async def join(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            await proc.handle(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value)
+
+    @app.timer(s.processor_expiry_interval_s)  # type: ignore[untyped-decorator]
+    async def expiry() -> None:
+        if app.rebalancing or app.in_recovery:
+            return
+        parts = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == pred_name)
+        if parts != owned["parts"]:
+            proc.assigned(parts)
+            owned["parts"] = parts
+        await proc.expire_due()
+
+    from stream_processors.web import register_pages
+
+    register_pages(app, proc)
+    return ProcessorApp(app, proc, s)
+
+
+class _StrKeys:
+    """The metrics table seen with str keys (the table stores raw bytes)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:
+        value = self.table.get(key.encode())
+        return default if value is None else bytes(value)
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.table[key.encode()] = value
+
+    def items(self) -> list[tuple[str, bytes]]:
+        return [(bytes(k).decode(), bytes(v)) for k, v in self.table.items()]

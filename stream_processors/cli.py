@@ -1,0 +1,58 @@
+"""``mc processor`` (run one worker) and ``mc bench join``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from stream_processors.settings import ProcessorSettings
+
+__all__ = ["register", "run_worker"]
+
+
+def run_worker(settings: ProcessorSettings | None = None) -> int:
+    """Run one faust worker in this process until it is stopped (SIGTERM/SIGINT) or killed."""
+    from faust.worker import Worker
+
+    from stream_processors.app import create_app
+
+    s = settings or ProcessorSettings()
+    if s.processor_log_level.lower() != "debug":
+        # aiokafka and faust build a debug record for every request: measurable at thousands/s.
+        logging.disable(logging.DEBUG)
+    built = create_app(s)
+    worker = Worker(built.app, loglevel=s.processor_log_level, quiet=True)
+    worker.execute_from_commandline()  # returns only when the worker stops
+    return 0
+
+
+def _processor(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.web_port is not None:
+        overrides["processor_web_port"] = args.web_port
+    return run_worker(ProcessorSettings(**overrides))
+
+
+def _bench_join(args: argparse.Namespace) -> dict[str, Any]:
+    from stream_processors.bench import run
+
+    return run(pairs=args.pairs, prediction_bytes=args.prediction_bytes)
+
+
+def _run_join_bench(args: argparse.Namespace) -> int:
+    import json
+
+    print(json.dumps(_bench_join(args)))  # the last stdout line is the result
+    return 0
+
+
+def register(commands: Any, benches: Any) -> None:
+    p = commands.add_parser("processor", help="run one stream-processor worker (join, expiry, dead letters, metrics)")
+    p.add_argument("--web-port", type=int, default=None, help="overrides MC_PROCESSOR_WEB_PORT")
+    p.set_defaults(func=_processor)
+
+    b = benches.add_parser("join", help="joined examples/s of one worker vs a bare aiokafka consumer")
+    b.add_argument("--pairs", type=int, default=20_000, help="predictions (each with one reward)")
+    b.add_argument("--prediction-bytes", type=int, default=1024)
+    b.set_defaults(func=_run_join_bench)

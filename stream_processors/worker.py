@@ -1,0 +1,278 @@
+"""What the worker does with one record and one expiry pass, on tables given to it.
+
+:class:`Processor` knows nothing of faust: it gets mapping-like tables and an async :class:`Sink`,
+so its decisions (decode, dead-letter, join, metrics, expiry) are testable with dicts. The faust
+wiring (agent, timer, changelog partitions) is in :mod:`stream_processors.app`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Literal, Protocol
+
+from schemas.errors import SchemaError
+from schemas.events import PredictionEvent, RewardEvent
+from schemas.serde import decode, encode
+from stream_processors.dead_letters import dead_letter_bytes
+from stream_processors.expiry import ExpiryIndex, Watermarks
+from stream_processors.join import JoinState, Outcome, Record, Refusal, expire, on_prediction, on_reward
+from stream_processors.metrics import RewardStats, metrics_key, parse_metrics_key
+from stream_processors.settings import ProcessorSettings
+
+__all__ = ["Processor", "Sink"]
+
+
+class Sink(Protocol):
+    """Where the processor's writes go: examples, dead letters, and the join state (store + changelog)."""
+
+    async def example(self, key: bytes, value: bytes) -> None: ...
+    async def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
+    async def put_state(self, partition: int, key: bytes, value: bytes) -> None: ...
+    async def delete_state(self, partition: int, key: bytes) -> None: ...
+
+
+class MetricsTable(Protocol):
+    def get(self, key: str, default: bytes | None = None) -> bytes | None: ...
+    def __setitem__(self, key: str, value: bytes) -> None: ...
+    def items(self) -> Iterable[tuple[str, bytes]]: ...
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        *,
+        predictions_topic: str,
+        rewards_topic: str,
+        state: Mapping[bytes, bytes],
+        metrics: MetricsTable,
+        sink: Sink,
+    ) -> None:
+        self.s = settings
+        self.predictions_topic, self.rewards_topic = predictions_topic, rewards_topic
+        self.state, self.metrics, self.sink = state, metrics, sink
+        self.ttl_ms = settings.ttl_ms
+        self.skew_ms = int(settings.processor_max_future_skew.total_seconds() * 1000)
+        self.half_life_ms = settings.processor_metrics_half_life.total_seconds() * 1000
+        self.watermarks = Watermarks(settings.processor_idle_after.total_seconds())
+        self.index = ExpiryIndex()
+        self.counters: Counter[str] = Counter()
+        self.first_record_at: float | None = None
+        self.last_join_at: float | None = None
+        # Metrics partials are updated here on every example and written to the table at most once a
+        # second per partition (a table write is a changelog record: one per example would double the
+        # worker's produce load).
+        self._stats: dict[str, RewardStats] = {}
+        self._dirty: dict[int, set[str]] = {}
+        self._flushed_at: dict[int, float] = {}
+        #: partitions this worker owns (set by :meth:`assigned` once the table is recovered)
+        self.owned: list[int] | None = None
+
+    # -- records ---------------------------------------------------------------------------------
+
+    async def handle(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_s: float | None,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> None:
+        if self.first_record_at is None:
+            self.first_record_at = time.monotonic()
+        self.counters["records"] += 1
+        kind: Literal["P", "R"] = "P" if topic == self.predictions_topic else "R"
+        event: PredictionEvent | RewardEvent
+        try:
+            if kind == "P":
+                event = decode(value, PredictionEvent, max_bytes=self.s.max_event_bytes)
+            else:
+                event = decode(value, RewardEvent, max_bytes=self.s.max_event_bytes)
+        except SchemaError as exc:
+            await self._refuse(exc.reason, str(exc), topic, partition, offset, key, value)
+            return
+        assert value is not None
+        if key is None or key != event.prediction_id.encode():
+            await self._refuse(
+                "wrong_key",
+                f"record key {key!r} is not the prediction_id {event.prediction_id!r}",
+                topic,
+                partition,
+                offset,
+                key,
+                value,
+            )
+            return
+        event_ms = int(event.created_at.timestamp() * 1000)
+        if timestamp_s is not None and timestamp_s > 0:  # a created_at far in the future must not race the clock
+            event_ms = min(event_ms, int(timestamp_s * 1000) + self.skew_ms)
+        rec = Record(kind, partition, offset, event_ms, _utf8(value, event))
+        self.watermarks.observe(partition, event_ms)
+        cur = self.state.get(key)
+        before = JoinState.from_bytes(cur) if cur is not None else None
+        if isinstance(event, PredictionEvent):
+            outcome = on_prediction(before, rec, event)
+        else:
+            outcome = on_reward(before, rec, event)
+        await self._apply(key, outcome)
+        self._flush_metrics(partition)
+
+    async def _apply(self, key: bytes, outcome: Outcome) -> None:
+        if outcome.changed:
+            await self.sink.put_state(outcome.state.partition, key, outcome.state.to_bytes())
+            self.index.push(outcome.state.partition, key.decode(), outcome.state.deadline_ms(self.ttl_ms))
+        for name, n in outcome.counts.items():
+            self.counters[name] += n
+        for emit in outcome.emits:
+            if len(emit.value) > self.s.max_event_bytes:
+                await self._refuse(
+                    "too_large",
+                    f"the example would be {len(emit.value)} bytes",
+                    self.rewards_topic,
+                    outcome.state.partition,
+                    -1,
+                    key,
+                    emit.value,
+                )
+                continue
+            await self.sink.example(emit.model_id.encode(), emit.value)
+            if not emit.replay:
+                mkey = metrics_key(emit.model_id, emit.adapter_version, outcome.state.partition)
+                self._stat(mkey).add(emit.reward, emit.event_time_ms, self.half_life_ms)
+                self._dirty.setdefault(outcome.state.partition, set()).add(mkey)
+        if outcome.emits:
+            self.last_join_at = time.monotonic()
+        for refusal in outcome.refusals:
+            await self._refusal(refusal, key)
+
+    async def _refusal(self, r: Refusal, key: bytes) -> None:
+        topic = self.predictions_topic if r.kind == "P" else self.rewards_topic
+        await self._refuse(r.reason, r.error, topic, r.partition, r.offset, key, r.raw)
+
+    async def _refuse(
+        self, reason: str, error: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        self.counters["dead_letters"] += 1
+        self.counters[f"dead_letters.{reason}"] += 1
+        await self.sink.dead_letter(
+            key,
+            dead_letter_bytes(
+                reason=reason,
+                error=error,
+                topic=topic,
+                partition=partition,
+                offset=max(offset, 0),
+                key=key,
+                value=value,
+                producer=self.s.processor_app_id,
+            ),
+        )
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def _stat(self, mkey: str) -> RewardStats:
+        stat = self._stats.get(mkey)
+        if stat is None:
+            stored = self.metrics.get(mkey)
+            stat = self._stats[mkey] = RewardStats.from_bytes(stored) if stored else RewardStats()
+        return stat
+
+    def _flush_metrics(self, partition: int, *, force: bool = False) -> None:
+        """Write this partition's changed partials (must run in an event of ``partition``)."""
+        dirty = self._dirty.get(partition)
+        now = time.monotonic()
+        if not dirty or (not force and now - self._flushed_at.get(partition, 0.0) < 1.0):
+            return
+        for mkey in dirty:
+            self.metrics[mkey] = self._stats[mkey].to_bytes()
+        dirty.clear()
+        self._flushed_at[partition] = now
+
+    def reward_metrics(self) -> list[dict[str, object]]:
+        """Partials merged per (model_id, adapter_version): what this worker's partitions hold."""
+        partials: dict[str, RewardStats] = {}
+        for mkey, raw in list(self.metrics.items()):
+            partials[mkey] = RewardStats.from_bytes(raw)
+        partials.update({k: v for k, v in self._stats.items()})
+        merged: dict[tuple[str, int], tuple[RewardStats, list[int]]] = {}
+        for mkey, stat in partials.items():
+            model_id, version, partition = parse_metrics_key(mkey)
+            prev, parts = merged.get((model_id, version), (RewardStats(), []))
+            merged[(model_id, version)] = (prev.merge(stat, self.half_life_ms), [*parts, partition])
+        return [
+            {
+                "model_id": m,
+                "adapter_version": v,
+                "count": st.count,
+                "mean": st.mean,
+                "ema": st.ema,
+                "ema_half_life_s": self.half_life_ms / 1000,
+                "last_update_ms": st.last_update_ms,
+                "partitions": sorted(parts),
+            }
+            for (m, v), (st, parts) in sorted(merged.items())
+        ]
+
+    # -- assignment and expiry -------------------------------------------------------------------
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """Rebuild the expiry index and seed watermarks from the (recovered) table."""
+        owned = set(partitions)
+        self.owned = sorted(owned)
+        self.watermarks.assign(owned)
+        self.index.clear()
+        for key, raw in list(self.state.items()):
+            st = JoinState.from_bytes(raw)
+            if st.partition in owned:
+                self.index.push(st.partition, key.decode(), st.deadline_ms(self.ttl_ms))
+                self.watermarks.seed(st.partition, st.last_ms)
+        self._stats = {k: v for k, v in self._stats.items() if parse_metrics_key(k)[2] in owned}
+        self._dirty = {p: d for p, d in self._dirty.items() if p in owned}
+
+    async def expire_due(self) -> int:
+        """Drop every state whose deadline the watermark of its partition passed; returns how many."""
+        dropped = 0
+        for partition in self.watermarks.partitions():
+            wm = self.watermarks.watermark(partition)
+            if wm is None:
+                continue
+            for skey in list(self.index.due(partition, wm)):
+                key = skey.encode()
+                raw = self.state.get(key)
+                if raw is None:
+                    continue
+                st = JoinState.from_bytes(raw)
+                res = expire(st, wm, self.ttl_ms)
+                if res is None:  # a newer deadline is in the index already
+                    continue
+                await self.sink.delete_state(partition, key)
+                dropped += 1
+                self.counters["expired_states"] += 1
+                if res.unmatched_prediction:
+                    self.counters["expired_unmatched_predictions"] += 1
+                self.counters["expired_unmatched_rewards"] += len(res.unmatched_rewards)
+                for refusal in res.unmatched_rewards:
+                    await self._refusal(refusal, key)
+        return dropped
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "assigned": self.owned,
+            "counters": dict(sorted(self.counters.items())),
+            "states_indexed": len(self.index),
+            "watermarks": self.watermarks.snapshot(),
+            "first_record_at": self.first_record_at,
+            "last_join_at": self.last_join_at,
+        }
+
+
+def _utf8(raw: bytes, event: PredictionEvent | RewardEvent) -> bytes:
+    """The original bytes when they are UTF-8 (JSON may legally be UTF-16/32); canonical JSON otherwise."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return encode(event)
+    return raw

@@ -1,0 +1,184 @@
+"""The ops dashboard in headless Chromium against the real broker under load.
+
+The lag the page shows must equal what Kafka's admin API reports. The checked group is stopped (it
+consumed part of its topic, committed, and left), so its lag is fixed while a publisher keeps loading
+the broker on another topic; the figures are taken independently of the dashboard's own code path
+(committed offsets from the admin API, end offsets from the consumer's watermarks).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from dashboard import Collector, DashboardServer, DashboardSettings
+from dashboard.prometheus import render
+from producers import EventPublisher
+from schemas import Message, PredictionEvent, RewardEvent, TopicKey, topic_name
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+class _Tables(HTMLParser):
+    """Rows of every <table id=...> in the rendered DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._in_body = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._table = dict(attrs).get("id") or ""
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self._row = []
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._row is not None and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "tbody":
+            self._in_body = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _render(url: str) -> str:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by scripts/ensure-chromium.sh (make test)"
+    out = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--virtual-time-budget=4000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _admin_lag(settings: Any, group: str) -> dict[tuple[str, int], int]:
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(30)
+    watermarks = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{group}-probe"})
+    try:
+        lag = {}
+        for tp in res.topic_partitions:
+            if tp.offset < 0:
+                continue
+            _low, high = watermarks.get_watermark_offsets(tp, timeout=30)
+            lag[(tp.topic, tp.partition)] = high - tp.offset
+        return lag
+    finally:
+        watermarks.close()
+
+
+def test_page_shows_the_lag_kafka_reports(topics) -> None:
+    settings = topics(partitions=3)
+    prefix = f"dash-{uuid.uuid4().hex[:8]}"
+    group = f"{prefix}-stopped"
+    with EventPublisher(settings) as pub:
+        for i in range(600):
+            pub.publish_reward(RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=i % 2))
+    # the group consumed part of each partition, committed, and stopped
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
+    topic = topic_name(TopicKey.REWARDS, settings)
+    consumer.commit(offsets=[TopicPartition(topic, p, 20 + 10 * p) for p in range(3)], asynchronous=False)
+    consumer.close()
+    expected = _admin_lag(settings, group)
+    assert sum(expected.values()) == 600 - (20 + 30 + 40) and len(expected) == 3
+
+    stop = threading.Event()
+
+    def load() -> None:  # keeps the broker busy on another topic while the page is read
+        with EventPublisher(settings) as pub:
+            while not stop.is_set():
+                for _ in range(50):
+                    pub.publish_prediction(
+                        PredictionEvent(
+                            model_id="m", base_model="b", messages=[Message(role="user", content="x" * 200)]
+                        )
+                    )
+                time.sleep(0.05)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    dash_settings = DashboardSettings(topic_prefix=settings.topic_prefix, dashboard_sample_s=0.5)
+    server = DashboardServer(Collector(dash_settings, group_prefix=prefix), "127.0.0.1", 0, refresh_ms=500)
+    server.start()
+    try:
+        time.sleep(2.0)  # a few samples: events/s needs two
+        dom = _render(server.url + "/")
+        metrics = render(server.collector.snapshot())
+    finally:
+        stop.set()
+        loader.join(30)
+        server.stop()
+
+    assert 'data-loaded="1"' in dom, "the page's script ran and filled the tables"
+    parser = _Tables()
+    parser.feed(dom)
+    rows = [r for r in parser.tables["lag"] if r[0] == group]
+    shown = {(r[1], int(r[2])): int(r[5]) for r in rows}
+    assert shown == expected
+    # seconds of lag: the oldest unconsumed record is a few seconds old, never negative
+    assert all(0 < float(r[6]) < 300 for r in rows if int(r[5]) > 0)
+    # the load is visible as a write rate on the predictions topic
+    rates = {r[0]: r[1] for r in parser.tables["rates"]}
+    assert float(rates[topic_name(TopicKey.PREDICTIONS, settings)]) > 0
+    # /metrics carries the same lag
+    for (topic, partition), lag in expected.items():
+        line = f'mc_consumer_lag_messages{{group="{group}",topic="{topic}",partition="{partition}"}} {lag}'
+        assert line in metrics
+
+
+def test_prometheus_text_is_well_formed() -> None:
+    snap = {
+        "lag": [{"group": 'g"1', "topic": "t", "partition": 0, "lag_messages": 5, "lag_seconds": 1.5}],
+        "events_total": {"t": 10},
+        "events_per_s": {"t": 2.0},
+        "dead_letters_by_reason": {"invalid": 3},
+        "rewards": [{"model_id": "m", "adapter_version": 2, "count": 4, "mean": 0.5}],
+        "inference_nodes": [{"node_id": "n1", "live": {"m": 2}}],
+    }
+    text = render(snap)
+    assert 'mc_consumer_lag_messages{group="g\\"1",topic="t",partition="0"} 5' in text
+    assert 'mc_reward_mean{model_id="m",adapter_version="2"} 0.5' in text
+    assert 'mc_inference_live_version{node="n1",model_id="m"} 2' in text
+    for line in text.splitlines():
+        assert line.startswith("#") or re.match(r"^[a-z_]+\{.*\} [0-9.eE+-]+$", line), line
