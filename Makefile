@@ -11,7 +11,7 @@ install:
 
 demo: install
 	$(MC) stack up
-	$(MC) demo
+	@if $(PY) -c "import demo.cli" 2>/dev/null; then $(MC) demo; else $(MC) smoke; fi
 
 test: install
 	@scripts/ensure-chromium.sh

@@ -19,7 +19,14 @@ from schemas.errors import MaximumContinualError
 __all__ = ["build_parser", "main"]
 
 #: modules that add commands; a part that does not ship one yet is skipped
-PART_CLIS = ("stream_processors.cli", "trainer.cli", "inference.cli", "maximum_continual.cli", "dashboard.cli")
+PART_CLIS = (
+    "stream_processors.cli",
+    "trainer.cli",
+    "inference.cli",
+    "maximum_continual.cli",
+    "dashboard.cli",
+    "demo.cli",
+)
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -73,7 +80,7 @@ def _bench_producer(args: argparse.Namespace) -> dict[str, Any]:
     return run(events=args.events, event_bytes=args.event_bytes)
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _smoke(args: argparse.Namespace) -> int:
     from mc_cli.smoke import run
 
     print(json.dumps(run()))
@@ -109,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--event-bytes", type=int, default=1024)
     bp.set_defaults(func=_run_bench, bench=_bench_producer)
 
-    dm = commands.add_parser("demo", help="the main job (for now: a smoke round trip through every component)")
-    dm.set_defaults(func=_demo)
+    sm = commands.add_parser("smoke", help="a round trip through Kafka, S3 and vLLM (quick health check)")
+    sm.set_defaults(func=_smoke)
 
     for module in PART_CLIS:
         try:
