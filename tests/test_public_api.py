@@ -58,6 +58,9 @@ PUBLIC = {
         "ensure_topics",
         "producer_config",
     },
+    "stream_processors": {"ProcessorApp", "ProcessorSettings", "create_app", "run_worker"},
+    "inference": {"InferenceSettings", "NodeClient", "NodeStatus", "Routes", "VERSION_FIELD", "VERSION_HEADER"},
+    "dashboard": {"Collector", "DashboardServer", "DashboardSettings", "LagReader", "LagRow"},
     "devstack": {"COMPONENTS", "KAFKA_VERSION", "MINIO_MODULE", "ComponentStatus", "Stack", "StackSettings"},
 }
 
@@ -77,7 +80,7 @@ def test_every_error_has_the_one_root() -> None:
     assert all(issubclass(e, schemas.MaximumContinualError) for e in errors)
 
 
-@pytest.mark.parametrize("package", ["schemas", "producers"])
+@pytest.mark.parametrize("package", ["schemas", "producers", "inference", "dashboard", "stream_processors"])
 def test_imports_without_torch_or_vllm(package: str) -> None:
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['vllm'] = None; sys.modules['transformers'] = None\n"
