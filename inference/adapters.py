@@ -14,10 +14,9 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from inference.fetch import sha256_file
 from schemas.events import AdapterUpdate
 from schemas.settings import ContractSettings
-from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, adapter_uri
+from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, adapter_uri, sha256_file
 
 __all__ = ["TARGET_MODULES", "delete_adapters", "upload_adapter", "write_synthetic_adapter"]
 

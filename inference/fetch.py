@@ -7,7 +7,6 @@ looks complete. A hash mismatch raises :class:`AdapterVerificationError` and not
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import uuid
 from pathlib import Path
@@ -15,31 +14,13 @@ from typing import Any
 
 from schemas.errors import AdapterError, StorageError
 from schemas.events import AdapterUpdate
-from schemas.storage import ADAPTER_FILES
+from schemas.storage import ADAPTER_FILES, parse_s3_uri, sha256_file
 
-__all__ = ["AdapterVerificationError", "fetch_adapter", "parse_s3_uri", "sha256_file"]
+__all__ = ["AdapterVerificationError", "fetch_adapter"]
 
 
 class AdapterVerificationError(AdapterError):
     """A downloaded file's sha256 differs from the one the AdapterUpdate announced."""
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b/`` -> (``bucket``, ``a/b/``)."""
-    if not uri.startswith("s3://"):
-        raise AdapterError(f"not an s3:// uri: {uri}")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket or not prefix:
-        raise AdapterError(f"s3 uri without bucket or key prefix: {uri}")
-    return bucket, prefix if prefix.endswith("/") else prefix + "/"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _verified(folder: Path, files: dict[str, str]) -> bool:

@@ -7,11 +7,23 @@ sha256 of each file). A version is never rewritten; rolling back re-announces an
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
+from schemas.errors import AdapterError
 from schemas.settings import ContractSettings
 
-__all__ = ["ADAPTER_FILES", "MANIFEST_FILE", "adapter_prefix", "adapter_uri", "ensure_bucket", "s3_client"]
+__all__ = [
+    "ADAPTER_FILES",
+    "MANIFEST_FILE",
+    "adapter_prefix",
+    "adapter_uri",
+    "ensure_bucket",
+    "parse_s3_uri",
+    "s3_client",
+    "sha256_file",
+]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MANIFEST_FILE = "manifest.json"
@@ -24,6 +36,25 @@ def adapter_prefix(model_id: str, version: int) -> str:
 
 def adapter_uri(bucket: str, model_id: str, version: int) -> str:
     return f"s3://{bucket}/{adapter_prefix(model_id, version)}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b/`` -> (``bucket``, ``a/b/``)."""
+    if not uri.startswith("s3://"):
+        raise AdapterError(f"not an s3:// uri: {uri}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket or not prefix:
+        raise AdapterError(f"s3 uri without bucket or key prefix: {uri}")
+    return bucket, prefix if prefix.endswith("/") else prefix + "/"
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, as AdapterUpdate.files records it."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def s3_client(settings: ContractSettings) -> Any:
