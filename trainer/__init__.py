@@ -1,6 +1,9 @@
 """The trainer service: windows of training examples → LoRA adapters in S3 → AdapterUpdate events.
 
-Not built yet (issue: trainer). The contract it implements is in ``schemas``.
+Run it with ``mc trainer`` (or ``python -m trainer``). Imports of torch/transformers/peft happen
+only when a model is loaded, so ``import trainer`` is cheap.
 """
 
-__all__: list[str] = []
+from trainer.settings import TrainerSettings
+
+__all__ = ["TrainerSettings"]

@@ -1,0 +1,150 @@
+"""Kill-and-restart: the trainer runs as its own OS process (``python -m trainer``) and is SIGKILLed
+at the dangerous points of publication, then restarted; in the end every window is published exactly
+once, no version ever names two different adapters, and every offset is committed.
+
+Kills: after v2's manifest (not announced, not committed), after v4's files (no manifest), and an
+outside SIGKILL as soon as v4's manifest shows up in S3. Static group membership lets each
+restarted process take its partition back without waiting for the dead one's session to expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devstack.checkpoint import ensure_checkpoint
+from producers.consumer import EventConsumer
+from producers.publisher import EventPublisher
+from schemas.events import AdapterUpdate, Message, PredictionEvent, RewardEvent, TrainingExample
+from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, s3_client
+from schemas.topics import TopicKey, topic_name
+
+pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
+
+WINDOW, WINDOWS = 4, 5
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _example(model_id: str, i: int) -> TrainingExample:
+    p = PredictionEvent(
+        model_id=model_id,
+        base_model="smollm2-135m-instruct",
+        messages=[Message(role="user", content=f"Say {i}."), Message(role="assistant", content=f"{i}")],
+    )
+    r = RewardEvent(prediction_id=p.prediction_id, model_id=model_id, reward=float(i % 2))
+    return TrainingExample.join(p, r)
+
+
+def _start(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer", *extra], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+
+
+def _wait(proc: subprocess.Popen[bytes], log: Path, timeout: float = 150) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the trainer did not finish in {timeout} s; log:\n{log.read_text()[-3000:]}")
+
+
+def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id, group_id, s3, tmp_path) -> None:
+    settings = topics()
+    mid = model_id()
+    client = s3_client(s3)
+    env = {
+        **os.environ,
+        "MC_TOPIC_PREFIX": settings.topic_prefix,
+        "MC_S3_BUCKET": bucket,
+        "MC_BASE_MODEL_PATH": str(ensure_checkpoint(s3.cache_dir)),
+        "MC_GROUP_ID": group_id(),
+        "MC_GROUP_INSTANCE_ID": "trainer-0",
+        "MC_SESSION_TIMEOUT_MS": "10000",
+        "MC_WORK_DIR": str(tmp_path / "work"),
+        "MC_WINDOW_EXAMPLES": str(WINDOW),
+        "MC_WINDOW_SECONDS": "600",
+        "MC_STEPS_PER_WINDOW": "1",
+        "MC_MAX_SEQ_LEN": "64",
+        "MC_LORA_RANK": "4",
+        "MC_TARGET_MODULES": '["q_proj", "v_proj"]',
+        "PYTHONUNBUFFERED": "1",
+    }
+    examples = [_example(mid, i) for i in range(WINDOW * WINDOWS)]
+    with EventPublisher(settings) as pub:
+        for ex in examples:
+            pub.publish(TopicKey.TRAINING_EXAMPLES, ex)
+    log = tmp_path / "trainer.log"
+
+    # 1: v1 published; dies right after v2's manifest (v2 neither announced nor committed)
+    assert _wait(_start({**env, "MC_FAILPOINT": "after_manifest@2"}, log), log) == -signal.SIGKILL
+    # 2: announces v2 on start, skips window 2's examples, publishes v3, dies with v4's files uploaded
+    assert _wait(_start({**env, "MC_FAILPOINT": "after_upload@4"}, log), log) == -signal.SIGKILL
+    # 3: retrains window 4 over the debris; killed from outside as soon as v4 exists
+    proc = _start(env, log)
+    v4 = adapter_prefix(mid, 4) + MANIFEST_FILE
+    deadline = time.monotonic() + 150
+    while not client.list_objects_v2(Bucket=bucket, Prefix=v4).get("KeyCount"):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(30) == -signal.SIGKILL
+    # 4: finishes the job and stops when idle
+    assert _wait(_start(env, log, "--idle-exit", "8"), log) == 0, log.read_text()[-3000:]
+
+    text = log.read_text()
+    assert "failpoint after_manifest at v2" in text and "failpoint after_upload at v4" in text
+    assert "v2 is in S3 but was never announced" in text
+
+    # S3: v1..v5, each manifest names the files that are there, parents chain, examples once each
+    keys = {
+        o["Key"] for p in client.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in p.get("Contents", [])
+    }
+    assert not any(k.startswith(adapter_prefix(mid, WINDOWS + 1)) for k in keys)
+    manifests: dict[int, AdapterUpdate] = {}
+    trained: list[str] = []
+    for version in range(1, WINDOWS + 1):
+        prefix = adapter_prefix(mid, version)
+        manifest = AdapterUpdate.model_validate_json(
+            client.get_object(Bucket=bucket, Key=prefix + MANIFEST_FILE)["Body"].read()
+        )
+        assert manifest.parent_version == version - 1 and manifest.window.example_count == WINDOW
+        for name in ADAPTER_FILES:
+            blob = client.get_object(Bucket=bucket, Key=prefix + name)["Body"].read()
+            assert hashlib.sha256(blob).hexdigest() == manifest.files[name], f"v{version}/{name} was overwritten"
+        trained += json.loads(client.get_object(Bucket=bucket, Key=prefix + "examples.json")["Body"].read())
+        manifests[version] = manifest
+    assert sorted(trained) == sorted(ex.example_id for ex in examples), "an example was lost or trained twice"
+
+    # the topic: every version announced, and every announcement of a version is the same adapter
+    with EventConsumer(
+        TopicKey.ADAPTER_UPDATES, AdapterUpdate, group_id=f"read-{uuid.uuid4().hex}", settings=settings
+    ) as consumer:
+        announced = [c.event for c in consumer.events(idle_timeout_s=3) if c.event.model_id == mid]
+    assert {u.version for u in announced} == set(manifests)
+    for update in announced:
+        assert update == manifests[update.version]
+
+    # every offset of training-examples is committed
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": env["MC_GROUP_ID"]})
+    try:
+        topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
+        parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions]
+        for tp in probe.committed(parts, timeout=10):
+            high = probe.get_watermark_offsets(tp, timeout=10)[1]
+            assert high == 0 or tp.offset == high, f"partition {tp.partition}: committed {tp.offset} of {high}"
+    finally:
+        probe.close()

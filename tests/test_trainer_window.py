@@ -1,0 +1,180 @@
+"""Windows, committable offsets, version bookkeeping and token sequences (no services)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from schemas.events import AdapterUpdate, AssistantTurn, Message, PredictionEvent, RewardEvent, TrainingExample
+from trainer.versions import ModelState, needs_announcing
+from trainer.window import OffsetTracker, Record, Windows
+
+
+def _example(model_id: str = "m", content: str = "5") -> TrainingExample:
+    p = PredictionEvent(
+        model_id=model_id,
+        base_model="b",
+        messages=[Message(role="user", content="2+3?"), Message(role="assistant", content=content)],
+    )
+    r = RewardEvent(prediction_id=p.prediction_id, model_id=model_id, reward=1.0)
+    return TrainingExample.join(p, r)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_window_closes_on_count() -> None:
+    w = Windows(max_examples=3, max_seconds=60, clock=Clock())
+    assert w.add(_example(), Record("t", 0, 10)) is None
+    assert w.add(_example(), Record("t", 0, 12)) is None
+    full = w.add(_example(), Record("t", 0, 15))
+    assert full is not None and len(full.examples) == 3 and len(w) == 0
+    tw = full.training_window()
+    assert tw.example_count == 3
+    assert [(r.partition, r.first_offset, r.last_offset) for r in tw.ranges] == [(0, 10, 15)]
+
+
+def test_window_closes_on_time_after_its_first_example() -> None:
+    clock = Clock()
+    w = Windows(max_examples=100, max_seconds=60, clock=clock)
+    w.add(_example("a"), Record("t", 0, 1))
+    clock.t = 30
+    w.add(_example("b"), Record("t", 1, 1))
+    clock.t = 59.9
+    assert w.due() == []
+    clock.t = 60
+    due = w.due()
+    assert [x.model_id for x in due] == ["a"] and len(w) == 1
+    clock.t = 90
+    assert [x.model_id for x in w.due()] == ["b"]
+
+
+def test_windows_are_per_model_and_know_their_ids() -> None:
+    w = Windows(max_examples=2, max_seconds=60, clock=Clock())
+    ex = _example("a")
+    w.add(ex, Record("t", 0, 1))
+    w.add(_example("b"), Record("t", 0, 2))
+    assert w.contains("a", ex.example_id) and not w.contains("b", ex.example_id)
+    assert w.add(_example("a"), Record("t", 0, 3)) is not None
+
+
+def test_offsets_commit_only_below_open_windows() -> None:
+    w = Windows(max_examples=10, max_seconds=60, clock=Clock())
+    t = OffsetTracker()
+    for off, model in [(0, "a"), (1, "b"), (2, "a")]:
+        rec = Record("t", 0, off)
+        t.seen(rec)
+        w.add(_example(model), rec)
+    t.seen(Record("t", 1, 7))  # a skipped example on another partition
+    assert t.committable(w.records()) == {("t", 0): 0, ("t", 1): 8}
+    t.committed({("t", 0): 0, ("t", 1): 8})
+    assert t.committable(w.records()) == {}
+    w.drop([("t", 0)])
+    assert t.committable(w.records()) == {("t", 0): 3}
+
+
+def test_revoked_partitions_drop_their_windows() -> None:
+    w = Windows(max_examples=10, max_seconds=60, clock=Clock())
+    w.add(_example("a"), Record("t", 0, 1))
+    w.add(_example("b"), Record("t", 1, 1))
+    assert [x.model_id for x in w.drop([("t", 1)])] == ["b"] and len(w) == 1
+
+
+def _update(version: int, **kw) -> AdapterUpdate:
+    files = {"adapter_config.json": "0" * 64, "adapter_model.safetensors": "1" * 64} if version else {}
+    uri = f"s3://b/adapters/m/v{version}/" if version else None
+    return AdapterUpdate(model_id="m", version=version, uri=uri, files=files, base_model="b", **kw)
+
+
+def test_needs_announcing() -> None:
+    newest = _update(3)
+    assert needs_announcing(newest, None)
+    assert not needs_announcing(newest, newest)
+    older = _update(2, created_at=newest.created_at - timedelta(seconds=5))
+    assert needs_announcing(newest, older)  # died between the manifest and the announcement
+    rollback = _update(1, rollback=True, created_at=newest.created_at + timedelta(seconds=5))
+    assert not needs_announcing(newest, rollback)  # an operator's rollback stands
+
+
+def test_next_version_never_reuses_a_number() -> None:
+    assert ModelState("m").next_version(None) == 1
+    assert ModelState("m", head=4).next_version(_update(2, rollback=True)) == 5
+    assert ModelState("m", head=0).next_version(_update(3)) == 4
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from devstack import StackSettings
+    from devstack.checkpoint import checkpoint_dir
+
+    path = checkpoint_dir(StackSettings().cache_dir)
+    if not (path / "tokenizer.json").exists():
+        pytest.skip("the stack's checkpoint is not converted yet")
+    return AutoTokenizer.from_pretrained(path)
+
+
+def test_sequences_from_the_chat_template_and_from_recorded_tokens(tokenizer) -> None:
+    import torch
+
+    from trainer.batch import build_sequences, collate
+
+    plain = _example(content="The answer is 5.")
+    ids = tokenizer("5<|im_end|>", add_special_tokens=False)["input_ids"]
+    p = PredictionEvent(
+        model_id="m",
+        base_model="b",
+        messages=[Message(role="user", content="2+3?"), Message(role="assistant", content="5")],
+        turns=[AssistantTurn(message_index=1, completion_token_ids=ids, completion_logprobs=[-0.1] * len(ids))],
+    )
+    recorded = TrainingExample.join(p, RewardEvent(prediction_id=p.prediction_id, model_id="m", reward=0.0))
+    seqs = build_sequences([plain, recorded], tokenizer, max_seq_len=512)
+    assert len(seqs) == 2
+    text = tokenizer.decode(seqs[0].input_ids[seqs[0].start :])
+    assert text.startswith("The answer is 5.<|im_end|>")
+    assert seqs[0].sampler_logprobs is None
+    assert seqs[1].input_ids[seqs[1].start :] == ids and seqs[1].sampler_logprobs == [-0.1] * len(ids)
+    # both share the prompt: the chat-templated user message with the generation prompt
+    assert seqs[0].input_ids[: seqs[0].start] == seqs[1].input_ids[: seqs[1].start]
+    assert tokenizer.decode(seqs[1].input_ids[: seqs[1].start]).endswith("<|im_start|>assistant\n")
+
+    mb = collate(seqs, tokenizer.pad_token_id, torch.device("cpu"))
+    assert int(mb.target.sum()) == len(mb.next_ids) == sum(s.completion_len for s in seqs)
+    assert mb.has_sampler.tolist() == [False] * seqs[0].completion_len + [True] * len(ids)
+    # left padding: each row's real tokens end at the last position, positions count from 0
+    short = 1 if len(seqs[1].input_ids) < len(seqs[0].input_ids) else 0
+    assert mb.attention_mask[short, 0] == 0 and mb.position_ids[short, -1] == len(seqs[short].input_ids) - 1
+
+    cut = build_sequences([plain], tokenizer, max_seq_len=8)[0]
+    assert len(cut.input_ids) == 8 and cut.input_ids[cut.start :] == seqs[0].input_ids[seqs[0].start :][:7]
+
+
+def test_public_surface_and_no_torch_on_import() -> None:
+    import subprocess
+    import sys
+
+    import trainer
+
+    assert trainer.__all__ == ["TrainerSettings"]
+    code = "import sys, trainer, trainer.cli, trainer.settings; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_settings_from_the_environment(monkeypatch) -> None:
+    from trainer.settings import TrainerSettings
+
+    monkeypatch.setenv("MC_WINDOW_EXAMPLES", "5")
+    monkeypatch.setenv("MC_TARGET_MODULES", '["q_proj"]')
+    monkeypatch.setenv("MC_KL_COEF", "0.1")
+    s = TrainerSettings()
+    assert (s.window_examples, s.target_modules, s.kl_coef, s.ratio_clip) == (5, ["q_proj"], 0.1, 4.0)
+    with pytest.raises(Exception, match="frozen"):
+        s.window_examples = 3  # type: ignore[misc]

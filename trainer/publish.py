@@ -1,0 +1,95 @@
+"""Publication of a trained window, in the order that makes a crash at any point harmless.
+
+1. the adapter is saved locally (by the caller);
+2. ``adapter_config.json``, ``adapter_model.safetensors`` and ``examples.json`` are uploaded to
+   ``adapters/{model_id}/v{N}/`` (debris if we die now: the next attempt overwrites them);
+3. ``manifest.json`` (the AdapterUpdate itself) is created only if absent: the version now exists,
+   and it is the only adapter that will ever exist under v{N};
+4. the AdapterUpdate is published on the compacted topic (if we die before, the restart announces it);
+5. the caller commits the window's offsets (if we die before, the restart skips its examples).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+from producers.publisher import EventPublisher
+from schemas.events import AdapterUpdate, TrainingWindow
+from schemas.topics import TopicKey
+from trainer.announce import Announcements
+from trainer.settings import TrainerSettings
+from trainer.store import AdapterStore
+
+__all__ = ["AdapterPublisher", "failpoint"]
+
+_log = logging.getLogger(__name__)
+
+
+def failpoint(settings: TrainerSettings, step: str, version: int) -> None:
+    """Testing only: die like a SIGKILL would, at a named step (``MC_FAILPOINT``)."""
+    if settings.failpoint and settings.failpoint in (step, f"{step}@{version}"):
+        _log.warning("failpoint %s at v%d: SIGKILL", step, version)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class AdapterPublisher:
+    def __init__(
+        self, settings: TrainerSettings, store: AdapterStore, view: Announcements, events: EventPublisher
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.view = view
+        self.events = events
+
+    def announce(self, update: AdapterUpdate) -> None:
+        """Publish on adapter-updates and wait for the broker's acknowledgement."""
+        delivery = self.events.publish(TopicKey.ADAPTER_UPDATES, update).result(self.settings.publish_timeout_s)
+        self.view.record(update, delivery.partition, delivery.offset)
+
+    def publish(
+        self,
+        model_id: str,
+        version: int,
+        parent_version: int,
+        folder: Path,
+        window: TrainingWindow,
+        example_ids: list[str],
+        metrics: dict[str, float],
+    ) -> tuple[AdapterUpdate, bool] | None:
+        """Upload and announce v{version}; (the announced update, whether it is ours).
+
+        Returns None when v{version} already exists as a *different* adapter (another window or
+        parent): the caller must rebuild its state and train again on top of it. When it exists
+        with the same window and parent, it is our own earlier attempt: it is announced as is.
+        """
+        # A version is never rewritten: look before uploading anything (one trainer owns a model).
+        existing = self.store.manifest_or_none(model_id, version)
+        if existing is None:
+            digests = self.store.upload_files(model_id, version, folder, example_ids)
+            failpoint(self.settings, "after_upload", version)
+            update = AdapterUpdate(
+                model_id=model_id,
+                version=version,
+                uri=self.store.uri(model_id, version),
+                files=digests,
+                base_model=self.settings.base_model_name,
+                parent_version=parent_version,
+                window=window,
+                metrics=metrics,
+            )
+            if self.store.put_manifest(update):
+                failpoint(self.settings, "after_manifest", version)
+                self.announce(update)
+                failpoint(self.settings, "after_announce", version)
+                return update, True
+            # Lost a race with another writer of this version (two owners during a rebalance).
+            existing = self.store.manifest(model_id, version)
+        if existing.window != window or existing.parent_version != parent_version:
+            _log.warning("%s v%d exists with another window: retraining on top of it", model_id, version)
+            return None
+        _log.info("%s v%d exists from an earlier attempt at this window: announcing it", model_id, version)
+        self.announce(existing)
+        return existing, False

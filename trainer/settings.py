@@ -1,0 +1,63 @@
+"""Settings of the trainer (``MC_*`` environment variables; arguments > env > defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.settings import ContractSettings
+
+__all__ = ["TrainerSettings"]
+
+
+class TrainerSettings(ContractSettings):
+    """Everything the trainer reads. Frozen, like every settings object of the project."""
+
+    # -- where the base model is ------------------------------------------------------------------
+    base_model_path: Path | None = Field(
+        None,
+        description="HF causal-LM folder the adapters are trained on; unset: `mc trainer` uses the "
+        "local stack's converted SmolLM2-135M checkpoint",
+    )
+
+    # -- windows ----------------------------------------------------------------------------------
+    window_examples: int = Field(32, ge=1, description="a window closes after this many new examples")
+    window_seconds: float = Field(60.0, gt=0, description="... or this long after its first example")
+    group_id: str = Field("mc-trainer", description="consumer group on training-examples")
+    group_instance_id: str | None = Field(
+        None, description="static group membership: a restarted trainer takes its partitions back at once"
+    )
+    session_timeout_ms: int = Field(45_000, ge=1000, description="how long the group waits for a dead trainer")
+
+    # -- optimisation -----------------------------------------------------------------------------
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate")
+    steps_per_window: int = Field(2, ge=1, description="optimizer steps on each window")
+    micro_batch_size: int = Field(8, ge=1, description="sequences per forward pass (gradient accumulation)")
+    max_seq_len: int = Field(1024, ge=8, description="longer sequences keep their last tokens")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
+    seed: int = 0
+
+    # -- LoRA (vLLM refuses modules_to_save, DoRA, bias and ranks above its --max-lora-rank) -------
+    lora_rank: int = Field(8, ge=1, le=256)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="module names that get LoRA (JSON list in the environment)",
+    )
+
+    # -- objective --------------------------------------------------------------------------------
+    kl_coef: float = Field(0.0, ge=0, description="weight of the KL penalty to the base model (adapter off)")
+    ratio_clip: float = Field(4.0, ge=1, description="C in min(pi_theta/mu, C)")
+    baseline_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay of the per-model reward baseline")
+
+    # -- runtime ----------------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    work_dir: Path = Field(Path(".mc/trainer"), description="local scratch: saved and downloaded adapters")
+    publish_timeout_s: float = Field(60.0, gt=0, description="wait this long for the AdapterUpdate's ack")
+    #: testing only: "STEP" or "STEP@VERSION"; the process SIGKILLs itself at that publication step
+    #: (after_upload, after_manifest, after_announce) to prove restarts are safe
+    failpoint: str = ""

@@ -1,0 +1,152 @@
+"""The adapters in S3: list versions, read manifests, download (verified), upload (never overwriting).
+
+A version exists once its ``manifest.json`` exists: the manifest is written last, with
+``If-None-Match: *``, so of two attempts at one version exactly one wins and the files it names are
+the ones it uploaded. Files of an attempt that crashed before its manifest are debris that the
+next attempt at that version overwrites (one trainer owns a model at a time: its partition).
+
+``examples.json`` (the trainer's own bookkeeping, not an adapter file) lists the example ids the
+version was trained on; the set of example ids a model was trained on is the union over its
+versions, which is how that set survives a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from schemas.errors import AdapterError, StorageError
+from schemas.events import AdapterUpdate
+from schemas.serde import decode, encode
+from schemas.settings import ContractSettings
+from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, adapter_uri, s3_client, sha256_file
+
+__all__ = ["EXAMPLES_FILE", "AdapterStore"]
+
+EXAMPLES_FILE = "examples.json"
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+class AdapterStore:
+    def __init__(self, settings: ContractSettings, *, client: Any = None) -> None:
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self.client = client or s3_client(settings)
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            raise StorageError(f"{what}: {_code(exc)} {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"{what}: {exc}") from exc
+
+    def uri(self, model_id: str, version: int) -> str:
+        return adapter_uri(self.bucket, model_id, version)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def versions(self, model_id: str) -> list[int]:
+        """Versions of ``model_id`` that have a manifest, ascending."""
+        pattern = re.compile(rf"^adapters/{re.escape(model_id)}/v(\d+)/{re.escape(MANIFEST_FILE)}$")
+        found: list[int] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self._call(
+                f"listing {model_id}", self.client.list_objects_v2, Prefix=f"adapters/{model_id}/", **token
+            )
+            for obj in page.get("Contents", []):
+                match = pattern.match(obj["Key"])
+                if match:
+                    found.append(int(match.group(1)))
+            if not page.get("IsTruncated"):
+                return sorted(found)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def _get(self, key: str) -> bytes:
+        body = self._call(f"reading {key}", self.client.get_object, Key=key)["Body"]
+        data: bytes = body.read()
+        return data
+
+    def manifest(self, model_id: str, version: int) -> AdapterUpdate:
+        return decode(self._get(adapter_prefix(model_id, version) + MANIFEST_FILE), AdapterUpdate)
+
+    def manifest_or_none(self, model_id: str, version: int) -> AdapterUpdate | None:
+        from botocore.exceptions import ClientError
+
+        key = adapter_prefix(model_id, version) + MANIFEST_FILE
+        try:
+            data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise StorageError(f"reading {key}: {_code(exc)} {exc}") from exc
+        return decode(data, AdapterUpdate)
+
+    def example_ids(self, model_id: str, version: int) -> list[str]:
+        try:
+            ids = json.loads(self._get(adapter_prefix(model_id, version) + EXAMPLES_FILE))
+        except StorageError:
+            return []  # written by something else than this trainer (a hand-made adapter)
+        return [str(i) for i in ids]
+
+    def download(self, update: AdapterUpdate, folder: Path) -> Path:
+        """The version's adapter files into ``folder``, each checked against the manifest's sha256."""
+        folder.mkdir(parents=True, exist_ok=True)
+        prefix = adapter_prefix(update.model_id, update.version)
+        for name in ADAPTER_FILES:
+            want = update.files.get(name)
+            if want is None:
+                raise AdapterError(f"{update.model_id} v{update.version}: the manifest names no {name}")
+            path = folder / name
+            if path.exists() and sha256_file(path) == want:
+                continue
+            tmp = path.with_suffix(path.suffix + ".part")
+            tmp.write_bytes(self._get(prefix + name))
+            if sha256_file(tmp) != want:
+                tmp.unlink()
+                raise AdapterError(f"{update.model_id} v{update.version}: {name} does not match its sha256")
+            tmp.replace(path)
+        return folder
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def upload_files(self, model_id: str, version: int, folder: Path, example_ids: list[str]) -> dict[str, str]:
+        """Upload the adapter files and the example ids; the sha256 of each adapter file."""
+        prefix = adapter_prefix(model_id, version)
+        digests: dict[str, str] = {}
+        for name in ADAPTER_FILES:
+            path = folder / name
+            if not path.exists():
+                raise AdapterError(f"saving the adapter produced no {name}")
+            digests[name] = sha256_file(path)
+            self._call(f"uploading {prefix}{name}", self.client.put_object, Key=prefix + name, Body=path.read_bytes())
+        self._call(
+            f"uploading {prefix}{EXAMPLES_FILE}",
+            self.client.put_object,
+            Key=prefix + EXAMPLES_FILE,
+            Body=json.dumps(example_ids).encode(),
+        )
+        return digests
+
+    def put_manifest(self, update: AdapterUpdate) -> bool:
+        """Create the version's manifest; False when the version already has one (nothing written)."""
+        from botocore.exceptions import ClientError
+
+        key = adapter_prefix(update.model_id, update.version) + MANIFEST_FILE
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=encode(update), IfNoneMatch="*", ContentType="application/json"
+            )
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise StorageError(f"writing {key}: {_code(exc)} {exc}") from exc
+        return True

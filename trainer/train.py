@@ -1,0 +1,114 @@
+"""One window of examples → some optimizer steps on the adapter slot (the objective of objective.py)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from schemas.events import TrainingExample
+from trainer.batch import MicroBatch, build_sequences, collate, prompt_key
+from trainer.model import AdapterSlot, token_logprobs
+from trainer.objective import advantages, baselines, token_loss, update_baseline
+from trainer.settings import TrainerSettings
+
+__all__ = ["TrainResult", "WindowTrainer"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    trained: bool  # False when the window had no assistant tokens to learn from
+    baseline: float | None  # the model's EMA reward baseline after this window
+    metrics: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0  # non-pad tokens processed over all steps (the throughput count)
+    seconds: float = 0.0
+
+
+class WindowTrainer:
+    def __init__(self, settings: TrainerSettings, slot: AdapterSlot) -> None:
+        self.settings = settings
+        self.slot = slot
+
+    def batches(self, examples: Sequence[TrainingExample]) -> list[MicroBatch]:
+        """Sequences sorted by length (little padding), cut into micro-batches."""
+        seqs = build_sequences(examples, self.slot.tokenizer, self.settings.max_seq_len)
+        seqs.sort(key=lambda s: len(s.input_ids))
+        size = self.settings.micro_batch_size
+        pad = int(self.slot.tokenizer.pad_token_id)
+        return [collate(seqs[i : i + size], pad, self.slot.device) for i in range(0, len(seqs), size)]
+
+    def train(self, examples: Sequence[TrainingExample], baseline: float | None) -> TrainResult:
+        import torch
+
+        started = time.perf_counter()
+        s = self.settings
+        rewards = [ex.reward.reward for ex in examples]
+        new_baseline = update_baseline(baseline, rewards, s.baseline_decay)
+        base = baselines(
+            rewards,
+            [prompt_key(ex.prediction) for ex in examples],
+            [ex.prediction.prediction_id for ex in examples],
+            baseline,
+        )
+        adv = torch.tensor(advantages(rewards, base), dtype=torch.float32, device=self.slot.device)
+        batches = self.batches(examples)
+        total = sum(int(mb.target.sum()) for mb in batches)
+        if total == 0:
+            return TrainResult(False, baseline)
+        model = self.slot.model
+        refs: list[torch.Tensor | None] = [None] * len(batches)
+        if s.kl_coef > 0:
+            # The base model's logprobs do not change during the window: one forward pass each.
+            with torch.no_grad(), model.disable_adapter():
+                refs = [token_logprobs(model, mb) for mb in batches]
+        model.train()
+        params = self.slot.trainable()
+        opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
+        tokens = clipped = with_ratio = skipped = 0
+        loss = pg = kl = grad_norm = 0.0
+        for _ in range(s.steps_per_window):
+            opt.zero_grad(set_to_none=True)
+            loss = pg = kl = 0.0
+            for mb, ref in zip(batches, refs, strict=True):
+                logp = token_logprobs(model, mb)
+                part = token_loss(
+                    logp,
+                    adv[mb.example],
+                    mb.sampler_logp,
+                    mb.has_sampler,
+                    total_tokens=total,
+                    clip=s.ratio_clip,
+                    ref_logp=ref,
+                    kl_coef=s.kl_coef,
+                )
+                part.loss.backward()  # type: ignore[no-untyped-call]
+                loss += float(part.loss.detach())
+                pg += part.pg_sum
+                kl += part.kl_sum
+                clipped += part.clipped
+                with_ratio += part.with_ratio
+                tokens += mb.tokens
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm))
+            if math.isfinite(grad_norm):
+                opt.step()
+            else:  # one bad step must not poison the adapter: drop it
+                skipped += 1
+        model.eval()
+        self.slot.holds = None  # the slot now holds the new, not yet published weights
+        metrics = {
+            "mean_reward": sum(rewards) / len(rewards),
+            "loss": loss,
+            "pg_loss": pg,
+            "clip_fraction": clipped / with_ratio if with_ratio else 0.0,
+            "ratio_tokens": float(with_ratio // s.steps_per_window),
+            "completion_tokens": float(total),
+            "grad_norm": grad_norm if math.isfinite(grad_norm) else -1.0,  # metrics must be finite
+            "skipped_steps": float(skipped),
+            "steps": float(s.steps_per_window),
+        }
+        if s.kl_coef > 0:
+            metrics["kl"] = kl
+        if new_baseline is not None:
+            metrics["reward_baseline"] = new_baseline
+        return TrainResult(True, new_baseline, metrics, tokens, time.perf_counter() - started)
