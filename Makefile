@@ -11,7 +11,7 @@ install:
 
 demo: install
 	$(MC) stack up
-	@if $(PY) -c "import demo.cli" 2>/dev/null; then $(MC) demo; else $(MC) smoke; fi
+	$(MC) demo
 
 test: install
 	@scripts/ensure-chromium.sh
@@ -24,7 +24,7 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy schemas producers devstack mc_cli stream_processors trainer inference maximum_continual tests
+	$(VENV)/bin/mypy schemas producers devstack mc_cli stream_processors trainer inference maximum_continual dashboard demo tests
 
 stack-up: install
 	$(MC) stack up

@@ -1,0 +1,151 @@
+"""The parts the demo runs, as background processes of this run: processor, trainer, inference node.
+
+Each gets the run's topic prefix and its own consumer group, ports and scratch folders (so a rerun,
+or another demo beside it, shares nothing with this one) and writes its log to the run's folder.
+:meth:`Parts.stop` takes down every process group it started, and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from demo.settings import DemoSettings
+from devstack.process import ManagedProcess
+from schemas.errors import StackError
+
+__all__ = ["Parts", "RunIds", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RunIds:
+    """The names that make one run independent of every other."""
+
+    run_id: str
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"demo-{self.run_id}."
+
+    @property
+    def model_id(self) -> str:
+        return f"demo-{self.run_id}"
+
+
+@dataclass
+class Parts:
+    settings: DemoSettings
+    ids: RunIds
+    run_dir: Path
+    node_port: int = field(default_factory=free_port)
+    processor_port: int = field(default_factory=free_port)
+    procs: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def node_url(self) -> str:
+        return f"http://127.0.0.1:{self.node_port}"
+
+    @property
+    def processor_url(self) -> str:
+        return f"http://127.0.0.1:{self.processor_port}"
+
+    def log_file(self, name: str) -> Path:
+        return ManagedProcess(name, self.run_dir).log_file
+
+    def _env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "MC_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "MC_TOPIC_PREFIX": self.ids.topic_prefix,
+            "MC_PARTITIONS": str(s.partitions),
+            "MC_S3_ENDPOINT": s.s3_endpoint,
+            "MC_S3_BUCKET": s.s3_bucket,
+            "MC_VLLM_URL": s.vllm_url,
+            "MC_BASE_MODEL_NAME": s.base_model_name,
+        }
+
+    def _start(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
+        proc = ManagedProcess(name, self.run_dir)
+        self.procs[name] = proc
+        proc.start([sys.executable, "-m", module, *args], env={**self._env(), **env})
+
+    def start(self) -> None:
+        s, run = self.settings, self.run_dir.resolve()
+        self._start(
+            "processor",
+            "stream_processors",
+            {
+                "MC_PROCESSOR_APP_ID": f"demo-{self.ids.run_id}-processor",
+                "MC_PROCESSOR_DATA_DIR": str(run / "processor"),
+                "MC_PROCESSOR_WEB_PORT": str(self.processor_port),
+                "MC_PROCESSOR_LOG_LEVEL": "warning",
+                "MC_JOIN_TTL": "1h",
+            },
+        )
+        self._start(
+            "trainer",
+            "trainer",
+            {
+                "MC_GROUP_ID": f"demo-{self.ids.run_id}-trainer",
+                "MC_WORK_DIR": str(run / "trainer"),
+                "MC_WINDOW_EXAMPLES": str(s.demo_examples_per_round),
+                "MC_WINDOW_SECONDS": str(s.demo_window_seconds),
+                "MC_LEARNING_RATE": str(s.demo_learning_rate),
+                "MC_STEPS_PER_WINDOW": str(s.demo_steps_per_window),
+                "MC_LORA_RANK": str(s.demo_lora_rank),
+                "MC_LORA_ALPHA": str(2 * s.demo_lora_rank),
+            },
+        )
+        self._start(
+            "node",
+            "inference",
+            {"MC_NODE_ID": f"demo-{self.ids.run_id}", "MC_ADAPTER_CACHE_DIR": str(run / "node-adapters")},
+            "--port",
+            str(self.node_port),
+            "--log-level",
+            "info",
+        )
+
+    def _alive(self, name: str) -> None:
+        if not self.procs[name].running():
+            raise StackError(f"the {name} exited; see {self.log_file(name)}", component=name)
+
+    def wait_ready(self) -> None:
+        """Until the node is caught up and the processor's web server answers (the trainer: alive)."""
+        deadline = time.monotonic() + self.settings.demo_start_timeout_s
+        checks = {"node": f"{self.node_url}/health", "processor": f"{self.processor_url}/processor/"}
+        while checks:
+            for name in list(checks):
+                self._alive(name)
+                try:
+                    if httpx.get(checks[name], timeout=2.0).status_code == 200:
+                        del checks[name]
+                except httpx.HTTPError:
+                    pass
+            self._alive("trainer")
+            if checks and time.monotonic() > deadline:
+                name = next(iter(checks))
+                raise StackError(f"the {name} did not come up; see {self.log_file(name)}", component=name)
+            time.sleep(0.5)
+
+    def check_alive(self) -> None:
+        for name in self.procs:
+            self._alive(name)
+
+    def stop(self) -> None:
+        # the node last: it unloads its adapters from vLLM on the way out
+        for name in ("trainer", "processor", "node"):
+            proc = self.procs.get(name)
+            if proc is not None:
+                proc.stop(timeout_s=30.0)
