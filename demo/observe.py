@@ -86,10 +86,12 @@ class Observer:
         if live_at is None:
             raise AdapterError(f"{self.model_id} v{version} never went live on the node")
         load_ms = live.load_ms if live is not None and live.version == version else None
-        try:
-            train_s = train_seconds(self.trainer_log.read_text(errors="replace"), self.model_id).get(version)
-        except OSError:
-            train_s = None
+        train_s = update.metrics.get("train_s")  # the trainer's own figure, from the manifest
+        if train_s is None:  # an adapter published by an older trainer: fall back to its log line
+            try:
+                train_s = train_seconds(self.trainer_log.read_text(errors="replace"), self.model_id).get(version)
+            except OSError:
+                train_s = None
         return VersionTimes(
             version=version,
             reward_at=example.reward.created_at.timestamp(),

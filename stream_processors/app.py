@@ -61,7 +61,6 @@ class _FaustSink:
 
     def __init__(self, app: Any, examples: Any, dead_letters: Any, table: Any) -> None:
         self.app, self.examples, self.dead_letters, self.table = app, examples, dead_letters, table
-        self.changelog = table.changelog_topic.get_topic_name()
 
     async def example(self, key: bytes, value: bytes) -> None:
         await self.examples.send(key=key, value=value)
@@ -83,7 +82,6 @@ class _FaustSink:
     async def _changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
         from faust.types import TP
 
-        fut = await self.app.producer.send(self.changelog, key, value, partition, None, None)
         store = self.table.data
 
         def persisted(done: Any) -> None:
@@ -93,7 +91,14 @@ class _FaustSink:
                 meta = done.result()
                 store.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
 
-        fut.add_done_callback(persisted)
+        # Sent through the changelog *topic* (not the bare producer): inside the agent, with
+        # stream_publish_on_commit, the record is attached to the source offset being processed and
+        # is delivered and awaited before that offset is committed, like the examples. A bare
+        # producer send was only buffered: a worker SIGKILLed after a commit could lose state that
+        # the worker taking over its partitions then never saw (found by the two-worker crash test).
+        await self.table.changelog_topic.send(
+            key=key, value=value, partition=partition, key_serializer="raw", value_serializer="raw", callback=persisted
+        )
 
 
 def create_app(settings: ProcessorSettings | None = None, *, partitions: int | None = None) -> ProcessorApp:

@@ -193,7 +193,8 @@ def test_versions_manifests_and_announcements(run: Run) -> None:
         assert manifest.uri == f"s3://{run.settings.s3_bucket}/{prefix}"
         assert manifest.window.example_count == 8
         assert {r.topic for r in manifest.window.ranges} == {topic}
-        assert {"mean_reward", "loss", "clip_fraction", "reward_baseline"} <= set(manifest.metrics)
+        assert {"mean_reward", "loss", "clip_fraction", "reward_baseline", "train_s"} <= set(manifest.metrics)
+        assert manifest.metrics["train_s"] > 0
         assert manifest.metrics["mean_reward"] == 0.5
         for name in ADAPTER_FILES:
             blob = client.get_object(Bucket=run.settings.s3_bucket, Key=prefix + name)["Body"].read()

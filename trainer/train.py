@@ -111,4 +111,6 @@ class WindowTrainer:
             metrics["kl"] = kl
         if new_baseline is not None:
             metrics["reward_baseline"] = new_baseline
-        return TrainResult(True, new_baseline, metrics, tokens, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics["train_s"] = seconds  # in the manifest, so freshness can be split without reading logs
+        return TrainResult(True, new_baseline, metrics, tokens, seconds)
