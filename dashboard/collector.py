@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from dashboard.lag import LagReader
@@ -128,37 +129,40 @@ class Collector:
 
 
 def _merge_rewards(processors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows per (model_id, adapter_version) summed over workers (each owns distinct partitions)."""
+    """Rows per (model_id, adapter_version) summed over workers (each owns distinct partitions).
+
+    Reads the processor's ``/rewards/`` rows: ``model_id``, ``adapter_version``, ``count``, ``mean``,
+    ``last_update_ms`` (event time, unix ms)."""
     merged: dict[tuple[str, int], dict[str, Any]] = {}
     for proc in processors:
         for row in proc["rewards"]:
-            key = (str(row.get("model_id")), int(row.get("adapter_version", 0)))
-            acc = merged.setdefault(
-                key, {"model_id": key[0], "adapter_version": key[1], "count": 0, "sum": 0.0, "last_update": None}
-            )
-            count = int(row.get("count", 0))
+            key = (str(row["model_id"]), int(row["adapter_version"]))
+            acc = merged.setdefault(key, {"count": 0, "sum": 0.0, "last_update_ms": 0})
+            count = int(row["count"])
             acc["count"] += count
-            acc["sum"] += float(row.get("mean", 0.0)) * count
-            last = row.get("last_update")
-            if last is not None and (acc["last_update"] is None or str(last) > str(acc["last_update"])):
-                acc["last_update"] = last
+            acc["sum"] += float(row["mean"]) * count
+            acc["last_update_ms"] = max(acc["last_update_ms"], int(row.get("last_update_ms") or 0))
     out = []
-    for acc in merged.values():
+    for (model_id, version), acc in sorted(merged.items()):
+        last = acc["last_update_ms"]
         out.append(
             {
-                "model_id": acc["model_id"],
-                "adapter_version": acc["adapter_version"],
+                "model_id": model_id,
+                "adapter_version": version,
                 "count": acc["count"],
                 "mean": round(acc["sum"] / acc["count"], 4) if acc["count"] else None,
-                "last_update": acc["last_update"],
+                "last_update": datetime.fromtimestamp(last / 1000, UTC).isoformat() if last else None,
             }
         )
-    return sorted(out, key=lambda r: (r["model_id"], r["adapter_version"]))
+    return out
 
 
 def _sum_reasons(processors: list[dict[str, Any]]) -> dict[str, int]:
+    """Dead letters per reason, from the processors' ``/processor/`` counters ``dead_letters.<reason>``."""
     out: dict[str, int] = {}
     for proc in processors:
-        for reason, n in (proc["stats"].get("dead_letters") or {}).items():
-            out[reason] = out.get(reason, 0) + int(n)
+        for name, n in (proc["stats"].get("counters") or {}).items():
+            if name.startswith("dead_letters."):
+                reason = name.removeprefix("dead_letters.")
+                out[reason] = out.get(reason, 0) + int(n)
     return out

@@ -8,6 +8,7 @@ by the group's next consumer. Bad records never pass as events: they raise a typ
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -70,6 +71,7 @@ class EventConsumer(Generic[E]):
         )
         self._consumer.subscribe([self.topic])
         self._pending: Any = None  # the last message handed out, stored when the next is asked for
+        self._idle_since: float | None = None
 
     def _store_pending(self) -> None:
         if self._pending is not None:
@@ -117,11 +119,7 @@ class EventConsumer(Generic[E]):
             yield item
         self._store_pending()
 
-    _idle_since: float | None = None
-
     def _idle_for(self, seconds: float) -> bool:
-        import time
-
         now = time.monotonic()
         if self._idle_since is None:
             self._idle_since = now

@@ -182,3 +182,59 @@ def test_prometheus_text_is_well_formed() -> None:
     assert 'mc_inference_live_version{node="n1",model_id="m"} 2' in text
     for line in text.splitlines():
         assert line.startswith("#") or re.match(r"^[a-z_]+\{.*\} [0-9.eE+-]+$", line), line
+
+
+def test_processor_figures_are_read_in_the_processors_own_shape() -> None:
+    """Rows and counters as a real Processor produces them (stream_processors/worker.py)."""
+    import asyncio
+
+    from dashboard.collector import _merge_rewards, _sum_reasons
+    from stream_processors.settings import ProcessorSettings
+    from stream_processors.worker import Processor
+
+    class Sink:  # the join state lives in a dict here; what matters is what the worker reports
+        def __init__(self) -> None:
+            self.state: dict[bytes, bytes] = {}
+
+        async def example(self, key: bytes, value: bytes) -> None: ...
+        async def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
+
+        async def put_state(self, partition: int, key: bytes, value: bytes) -> None:
+            self.state[key] = value
+
+        async def delete_state(self, partition: int, key: bytes) -> None:
+            self.state.pop(key, None)
+
+    class Metrics(dict[str, bytes]):
+        def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+            return super().get(key, default)
+
+    def worker() -> Processor:
+        sink = Sink()
+        return Processor(
+            ProcessorSettings(),
+            predictions_topic="p",
+            rewards_topic="r",
+            state=sink.state,
+            metrics=Metrics(),
+            sink=sink,
+        )
+
+    async def feed(proc: Processor, partition: int, reward: float) -> None:
+        pred = PredictionEvent(
+            model_id="m", base_model="b", adapter_version=2, messages=[Message(role="user", content="q")]
+        )
+        rew = RewardEvent(prediction_id=pred.prediction_id, model_id="m", reward=reward)
+        key = pred.prediction_id.encode()
+        await proc.handle("p", partition, 0, None, key, pred.model_dump_json().encode())
+        await proc.handle("r", partition, 1, None, key, rew.model_dump_json().encode())
+        await proc.handle("r", partition, 2, None, key, b"{not json")
+
+    a, b = worker(), worker()
+    asyncio.run(feed(a, 0, 1.0))
+    asyncio.run(feed(b, 1, 0.0))
+    procs = [{"rewards": p.reward_metrics(), "stats": p.stats()} for p in (a, b)]
+    [row] = _merge_rewards(procs)
+    assert (row["model_id"], row["adapter_version"], row["count"], row["mean"]) == ("m", 2, 2, 0.5)
+    assert row["last_update"] is not None
+    assert _sum_reasons(procs) == {"malformed": 2}
