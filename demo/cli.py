@@ -12,15 +12,12 @@ __all__ = ["register"]
 
 #: flag -> settings field; a flag left out keeps the MC_DEMO_* / default value
 _FLAGS = {
-    "rounds": "demo_rounds",
     "minutes": "demo_minutes",
-    "examples": "demo_examples_per_round",
-    "heldout": "demo_heldout_prompts",
-    "samples": "demo_heldout_samples",
+    "max_versions": "demo_max_versions",
+    "max_ahead": "demo_max_ahead",
+    "after_min_samples": "demo_after_min_samples",
     "seed": "demo_seed",
     "temperature": "demo_temperature",
-    "lr": "demo_learning_rate",
-    "steps": "demo_steps_per_window",
     "state_dir": "demo_state_dir",
 }
 
@@ -49,17 +46,29 @@ def _demo(args: argparse.Namespace) -> int:
 
 def register(commands: Any, benches: Any) -> None:
     p = commands.add_parser(
-        "demo", help="the learning loop end to end: workload, rewards, training, hot-swaps, held-out reward"
+        "demo", help="the live learning loop: new prompts on the live adapter, rewards, training, hot-swaps"
     )
-    p.add_argument("--rounds", type=int, help="most rounds (MC_DEMO_ROUNDS, default 12)")
-    p.add_argument("--minutes", type=float, help="time budget (MC_DEMO_MINUTES, default 14)")
-    p.add_argument("--examples", type=int, help="rewarded predictions per round (MC_DEMO_EXAMPLES_PER_ROUND)")
-    p.add_argument("--heldout", type=int, help="held-out problems (MC_DEMO_HELDOUT_PROMPTS)")
-    p.add_argument("--samples", type=int, help="samples per held-out problem (MC_DEMO_HELDOUT_SAMPLES)")
-    p.add_argument("--seed", type=int, help="seed of the problems (MC_DEMO_SEED)")
+    p.add_argument("--minutes", type=float, help="the whole run, start-up to teardown (MC_DEMO_MINUTES, default 14)")
+    p.add_argument(
+        "--max-versions",
+        dest="max_versions",
+        type=int,
+        help="also stop once this many versions went live and the newest answered a window (MC_DEMO_MAX_VERSIONS)",
+    )
+    p.add_argument(
+        "--max-ahead",
+        dest="max_ahead",
+        type=int,
+        help="windows of generation ahead of the window in training (MC_DEMO_MAX_AHEAD, default 1)",
+    )
+    p.add_argument(
+        "--after-min-samples",
+        dest="after_min_samples",
+        type=int,
+        help="'after' pools the newest versions until this many prompts (MC_DEMO_AFTER_MIN_SAMPLES, default 48)",
+    )
+    p.add_argument("--seed", type=int, help="seed of the prompt stream (MC_DEMO_SEED)")
     p.add_argument("--temperature", type=float, help="serving temperature (MC_DEMO_TEMPERATURE)")
-    p.add_argument("--lr", type=float, help="the trainer's learning rate (MC_DEMO_LEARNING_RATE)")
-    p.add_argument("--steps", type=int, help="the trainer's optimizer steps per window (MC_DEMO_STEPS_PER_WINDOW)")
     p.add_argument("--state-dir", dest="state_dir", help="where each run's folder goes (MC_DEMO_STATE_DIR)")
     p.add_argument("--keep-topics", action="store_true", help="keep the run's topics afterwards")
     p.set_defaults(func=_demo)

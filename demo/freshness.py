@@ -1,44 +1,75 @@
-"""Freshness: seconds from the reward that closed a window to that window's adapter answering.
+"""Freshness: seconds from the reward that closed a window to that window's adapter serving.
 
-Timestamps (unix seconds, one machine's clock) of one adapter version, in the order they happen:
+Each part is measured on its own; nothing is a remainder. For one adapter version (unix seconds of
+one machine's clock):
 
-* ``reward_at``: ``created_at`` of the RewardEvent of the window's last example (the one that
-  closed it: windows close by count);
-* ``joined_at``: the training-examples record's timestamp of that example (the processor's join);
-* ``upload_started_at``: S3 ``LastModified`` of the version's first file (``adapter_config.json``);
-* ``uploaded_at``: the AdapterUpdate's ``created_at`` (made once every file is in S3);
-* ``live_at``: the node's switch time for the version (``/status`` history ``live_from``).
+* join    = training-examples record timestamp of the window's closing example (the processor's
+            send) - that reward's ``created_at``;
+* wait    = ``metrics.window_closed_at`` (the trainer took the closed window) - joined. With
+            generation overlapping training, this is mostly the previous window still training;
+* prepare = ``metrics.prepare_s``: parent adapter load, tokenising, batch building;
+* train   = ``metrics.train_s``: the optimizer steps;
+* save    = ``metrics.save_s``: adapter and optimizer state saved locally;
+* upload  = ``metrics.upload_s``: the files to S3, before the manifest;
+* load    = the node's ``live_from`` for the version (``/status`` history) - the AdapterUpdate's
+            ``created_at`` (built after the upload): manifest, announcement, the node's download,
+            sha256 check, vLLM load and alias switch.
 
-``train_s`` is the trainer's own measure of its optimizer steps on the window (its log). The split:
-
-* join = joined - reward;
-* window = upload_started - joined - train: the trainer's poll, closing the window, loading the
-  parent adapter, building the batch, and saving the new adapter locally;
-* train = train_s;
-* upload = uploaded - upload_started (the adapter files and the example ids);
-* load = live - uploaded: manifest, announcement on adapter-updates, the node's download, sha256
-  check, vLLM load and the alias switch (``load_ms`` is the vLLM load call alone).
+``unaccounted_s`` = total - the sum of the parts: the trainer's bookkeeping between its measured
+steps, and any clock or measurement error. It is reported, not hidden, and a test bounds it. A
+manifest from a trainer that does not write a part leaves that part (and ``unaccounted_s``) ``None``.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Freshness", "VersionTimes", "p50", "split"]
+__all__ = ["METRIC_KEYS", "PARTS", "Freshness", "VersionTimes", "adds_up", "p50", "part_medians", "split"]
+
+#: the parts, in the order they happen
+PARTS = ("join_s", "wait_s", "prepare_s", "train_s", "save_s", "upload_s", "load_s")
+#: the manifest metrics the split reads (durations in seconds, ``window_closed_at`` unix seconds)
+METRIC_KEYS = ("window_closed_at", "prepare_s", "train_s", "save_s", "upload_s")
 
 
 @dataclass(frozen=True, slots=True)
 class VersionTimes:
     version: int
-    reward_at: float
-    joined_at: float
-    upload_started_at: float
-    uploaded_at: float
-    live_at: float
+    reward_at: float  # RewardEvent.created_at of the window's closing example
+    joined_at: float  # its training-examples record timestamp
+    created_at: float  # AdapterUpdate.created_at
+    live_at: float  # the node's live_from for the version
+    window_closed_at: float | None = None
+    prepare_s: float | None = None
     train_s: float | None = None
-    load_ms: float | None = None
+    save_s: float | None = None
+    upload_s: float | None = None
+    vllm_load_ms: float | None = None
+
+    @classmethod
+    def from_metrics(
+        cls,
+        version: int,
+        metrics: Mapping[str, float],
+        *,
+        reward_at: float,
+        joined_at: float,
+        created_at: float,
+        live_at: float,
+        vllm_load_ms: float | None = None,
+    ) -> VersionTimes:
+        """The times of a version from its manifest's metrics; a missing key stays ``None``."""
+        return cls(
+            version,
+            reward_at,
+            joined_at,
+            created_at,
+            live_at,
+            **{key: metrics.get(key) for key in METRIC_KEYS},
+            vllm_load_ms=vllm_load_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,43 +77,72 @@ class Freshness:
     version: int
     total_s: float
     join_s: float
-    window_s: float
-    train_s: float
-    upload_s: float
+    wait_s: float | None
+    prepare_s: float | None
+    train_s: float | None
+    save_s: float | None
+    upload_s: float | None
     load_s: float
+    unaccounted_s: float | None  # None when a part is unknown
     vllm_load_ms: float | None = None
 
     def as_dict(self) -> dict[str, float | int | None]:
-        return {
-            "version": self.version,
-            "total_s": round(self.total_s, 3),
-            "join_s": round(self.join_s, 3),
-            "window_s": round(self.window_s, 3),
-            "train_s": round(self.train_s, 3),
-            "upload_s": round(self.upload_s, 3),
-            "load_s": round(self.load_s, 3),
-            "vllm_load_ms": None if self.vllm_load_ms is None else round(self.vllm_load_ms, 1),
-        }
+        out: dict[str, float | int | None] = {"version": self.version, "total_s": round(self.total_s, 3)}
+        for name in (*PARTS, "unaccounted_s"):
+            value = getattr(self, name)
+            out[name] = None if value is None else round(value, 3)
+        out["vllm_load_ms"] = None if self.vllm_load_ms is None else round(self.vllm_load_ms, 1)
+        return out
 
 
 def split(t: VersionTimes) -> Freshness:
-    """The parts of one version's freshness; they add up to ``total_s``.
-
-    Without the trainer's own training time, all of upload_started - joined counts as window.
-    """
-    train = t.train_s if t.train_s is not None else 0.0
+    """Each part of one version's freshness, measured on its own, and what they leave unexplained."""
+    wait = None if t.window_closed_at is None else t.window_closed_at - t.joined_at
+    parts: dict[str, float | None] = {
+        "join_s": t.joined_at - t.reward_at,
+        "wait_s": wait,
+        "prepare_s": t.prepare_s,
+        "train_s": t.train_s,
+        "save_s": t.save_s,
+        "upload_s": t.upload_s,
+        "load_s": t.live_at - t.created_at,
+    }
+    total = t.live_at - t.reward_at
+    known = [v for v in parts.values() if v is not None]
+    unaccounted = total - sum(known) if len(known) == len(parts) else None
     return Freshness(
         version=t.version,
-        total_s=t.live_at - t.reward_at,
+        total_s=total,
         join_s=t.joined_at - t.reward_at,
-        window_s=t.upload_started_at - t.joined_at - train,
-        train_s=train,
-        upload_s=t.uploaded_at - t.upload_started_at,
-        load_s=t.live_at - t.uploaded_at,
-        vllm_load_ms=t.load_ms,
+        wait_s=wait,
+        prepare_s=t.prepare_s,
+        train_s=t.train_s,
+        save_s=t.save_s,
+        upload_s=t.upload_s,
+        load_s=t.live_at - t.created_at,
+        unaccounted_s=unaccounted,
+        vllm_load_ms=t.vllm_load_ms,
     )
+
+
+def adds_up(f: Freshness, abs_s: float = 1.0, rel: float = 0.05) -> bool:
+    """Whether the parts explain the total: |unaccounted| within ``abs_s`` or ``rel`` of the total.
+    False when a part is unknown: an unmeasured part is not 'explained'."""
+    if f.unaccounted_s is None:
+        return False
+    return abs(f.unaccounted_s) <= max(abs_s, rel * abs(f.total_s))
 
 
 def p50(values: Sequence[float]) -> float | None:
     """The median, or None for no values."""
     return float(statistics.median(values)) if values else None
+
+
+def part_medians(fs: Sequence[Freshness]) -> dict[str, float | None]:
+    """The median of the total and of each part over versions (a part's median over the versions
+    that measured it)."""
+    out: dict[str, float | None] = {}
+    for name in ("total_s", *PARTS, "unaccounted_s"):
+        value = p50([v for f in fs if (v := getattr(f, name)) is not None])
+        out[name] = None if value is None else round(value, 3)
+    return out

@@ -1,57 +1,112 @@
-"""Where the demo reads its timestamps: Kafka records, S3 objects, the node's /status, the trainer's log.
+"""Which adapter versions went live, and the timestamps of each: the node's /status, the version's
+manifest in S3, the closing example's record on training-examples.
 
 Everything here only reads what the parts already publish; nothing in the parts exists for the demo.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import Any
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from demo.freshness import VersionTimes
-from inference import NodeStatus
+import httpx
+
+from demo.freshness import Freshness, VersionTimes, split
+from inference import NodeClient
 from schemas.errors import AdapterError
 from schemas.events import AdapterUpdate, TrainingExample
 from schemas.serde import decode
 from schemas.settings import ContractSettings
-from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, s3_client
+from schemas.storage import MANIFEST_FILE, adapter_prefix, s3_client
 
-__all__ = ["Observer", "train_seconds"]
+__all__ = ["LiveVersion", "Observer", "VersionFeed"]
 
-#: the trainer's log line for a published version: "<model> vN published: E examples, T tokens in S s"
-_PUBLISHED = re.compile(r"(?P<model>\S+) v(?P<version>\d+) published: \d+ examples, \d+ tokens in (?P<s>[\d.]+) s")
+_log = logging.getLogger(__name__)
 
 
-def train_seconds(log_text: str, model_id: str) -> dict[int, float]:
-    """Version -> the trainer's training seconds, from its log (empty when the format is unknown)."""
-    out: dict[int, float] = {}
-    for match in _PUBLISHED.finditer(log_text):
-        if match.group("model") == model_id:
-            out[int(match.group("version"))] = float(match.group("s"))
-    return out
+@dataclass(frozen=True, slots=True)
+class LiveVersion:
+    """An adapter version the trainer published, as the loop saw it."""
+
+    version: int
+    live_at: float | None  # the node's live_from; None: superseded before this node served it
+    examples: int  # the window it was trained on (from its manifest; 0 when unreadable)
+    freshness: Freshness | None = None
+    note: str | None = None  # why something is missing
+
+
+class VersionFeed(Protocol):
+    """Where the loop learns of new versions (blocking; the loop calls it from a thread)."""
+
+    def poll(self) -> list[LiveVersion]:
+        """The versions published since the last call, up to the newest live one, oldest first."""
+        ...
 
 
 class Observer:
-    def __init__(self, settings: ContractSettings, model_id: str, trainer_log: Path) -> None:
+    """The real feed: the node's /status, then each new version's manifest and closing example."""
+
+    def __init__(self, settings: ContractSettings, model_id: str, node: NodeClient) -> None:
         self.settings = settings
         self.model_id = model_id
-        self.trainer_log = trainer_log
+        self.node = node
+        self.seen = 0
         self._s3: Any = s3_client(settings)
 
-    def manifest(self, version: int) -> tuple[AdapterUpdate, dict[str, float]]:
-        """The version's AdapterUpdate (its manifest) and each object's LastModified (unix s)."""
-        prefix = adapter_prefix(self.model_id, version)
-        page = self._s3.list_objects_v2(Bucket=self.settings.s3_bucket, Prefix=prefix)
-        modified = {obj["Key"][len(prefix) :]: obj["LastModified"].timestamp() for obj in page.get("Contents", [])}
-        body = self._s3.get_object(Bucket=self.settings.s3_bucket, Key=prefix + MANIFEST_FILE)["Body"].read()
-        return decode(body, AdapterUpdate), modified
+    def poll(self) -> list[LiveVersion]:
+        try:
+            status = self.node.status()
+        except httpx.HTTPError as exc:  # the loop's health check tells a dead node from a slow one
+            _log.warning("node /status: %r", exc)
+            return []
+        live = status.models.get(self.model_id)
+        if live is None or live.version <= self.seen:
+            return []
+        live_from = {r.version: r.live_from for r in live.history}
+        # versions between the last seen and the live one: published, maybe skipped by the node
+        # (it serves the newest announcement); their windows were consumed all the same
+        out = [
+            self._version(v, live_from.get(v), live.load_ms if v == live.version else None)
+            for v in range(self.seen + 1, live.version + 1)
+        ]
+        self.seen = live.version
+        return out
+
+    def _version(self, version: int, live_at: float | None, load_ms: float | None) -> LiveVersion:
+        try:
+            update = self.manifest(version)
+        except Exception as exc:  # reported in the row; the run goes on
+            return LiveVersion(version, live_at, 0, note=f"manifest unreadable: {exc!r}")
+        examples = update.window.example_count
+        if live_at is None:
+            return LiveVersion(version, None, examples, note="superseded before it went live")
+        try:
+            example, joined_at = self.closing_example(update)
+        except AdapterError as exc:
+            return LiveVersion(version, live_at, examples, note=str(exc))
+        times = VersionTimes.from_metrics(
+            version,
+            update.metrics,
+            reward_at=example.reward.created_at.timestamp(),
+            joined_at=joined_at,
+            created_at=update.created_at.timestamp(),
+            live_at=live_at,
+            vllm_load_ms=load_ms,
+        )
+        return LiveVersion(version, live_at, examples, split(times))
+
+    def manifest(self, version: int) -> AdapterUpdate:
+        """The version's AdapterUpdate, as the trainer wrote it to S3."""
+        key = adapter_prefix(self.model_id, version) + MANIFEST_FILE
+        body = self._s3.get_object(Bucket=self.settings.s3_bucket, Key=key)["Body"].read()
+        return decode(body, AdapterUpdate)
 
     def closing_example(self, update: AdapterUpdate) -> tuple[TrainingExample, float]:
         """The window's last example and its record timestamp (unix s).
 
-        Windows are per model and the model's examples share one partition (key model_id), so
-        the window's highest offset is the example that closed it.
+        A model's examples share one partition (key model_id) and windows close by count, so the
+        window's highest offset is the example that closed it.
         """
         from confluent_kafka import Consumer, TopicPartition
 
@@ -75,30 +130,3 @@ class Observer:
         finally:
             consumer.close()
         raise AdapterError(f"could not read {last.topic}[{last.partition}]@{last.last_offset}")
-
-    def version_times(self, version: int, status: NodeStatus) -> VersionTimes:
-        update, modified = self.manifest(version)
-        example, joined_at = self.closing_example(update)
-        live = status.models.get(self.model_id)
-        live_at = None
-        if live is not None:
-            live_at = next((r.live_from for r in live.history if r.version == version), None)
-        if live_at is None:
-            raise AdapterError(f"{self.model_id} v{version} never went live on the node")
-        load_ms = live.load_ms if live is not None and live.version == version else None
-        train_s = update.metrics.get("train_s")  # the trainer's own figure, from the manifest
-        if train_s is None:  # an adapter published by an older trainer: fall back to its log line
-            try:
-                train_s = train_seconds(self.trainer_log.read_text(errors="replace"), self.model_id).get(version)
-            except OSError:
-                train_s = None
-        return VersionTimes(
-            version=version,
-            reward_at=example.reward.created_at.timestamp(),
-            joined_at=joined_at,
-            upload_started_at=modified.get(ADAPTER_FILES[0], update.created_at.timestamp()),
-            uploaded_at=update.created_at.timestamp(),
-            live_at=live_at,
-            train_s=train_s,
-            load_ms=load_ms,
-        )

@@ -1,4 +1,4 @@
-"""The PNG of held-out reward against adapter version, drawn with Pillow (no matplotlib here)."""
+"""The PNG of live reward against adapter version with 95% interval bars, drawn with Pillow (no matplotlib)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,18 @@ def write_plot(
     path: Path,
     versions: Sequence[int],
     rewards: Sequence[float],
-    errors: Sequence[float] | None = None,
+    errors: Sequence[float | None] | None = None,
     *,
-    title: str = "held-out mean reward by adapter version",
+    counts: Sequence[int] | None = None,
+    title: str = "live reward by adapter version (95% CI, unit: prompt)",
 ) -> Path:
-    """Draw ``rewards`` (in [0, 1]) against ``versions``, with +-``errors`` bars; returns ``path``."""
+    """Draw ``rewards`` (in [0, 1]) against ``versions``, with +-``errors`` bars (the interval's half
+    width; None: no bar) and each point's sample count under it; returns ``path``."""
     from PIL import Image, ImageDraw, ImageFont
 
-    if len(versions) != len(rewards) or (errors is not None and len(errors) != len(rewards)):
-        raise ValueError("versions, rewards and errors differ in length")
+    for extra in (errors, counts):
+        if len(versions) != len(rewards) or (extra is not None and len(extra) != len(rewards)):
+            raise ValueError("versions, rewards, errors and counts differ in length")
     img = Image.new("RGB", (_W, _H), "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
@@ -53,11 +56,17 @@ def write_plot(
     points = [(px(v), py(r)) for v, r in zip(versions, rewards, strict=True)]
     if errors is not None:
         for (x, _), r, e in zip(points, rewards, errors, strict=True):
-            draw.line([(x, py(r - e)), (x, py(r + e))], fill=(120, 150, 220), width=1)
+            if e is not None:
+                draw.line([(x, py(r - e)), (x, py(r + e))], fill=(120, 150, 220), width=2)
+                for y in (py(r - e), py(r + e)):
+                    draw.line([(x - 4, y), (x + 4, y)], fill=(120, 150, 220), width=2)
     if len(points) > 1:
         draw.line(points, fill=(30, 80, 200), width=3)
     for x, y in points:
         draw.ellipse([(x - 4, y - 4), (x + 4, y + 4)], fill=(30, 80, 200))
+    if counts is not None:  # how many prompts each point rests on
+        for (x, _), n in zip(points, counts, strict=True):
+            draw.text((x - 8, y0 - 14), f"n={n}", fill=(90, 90, 90), font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG")
     return path

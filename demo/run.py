@@ -1,40 +1,55 @@
-"""``mc demo``: the learning loop, end to end, on the real stack.
+"""``mc demo``: the live learning loop, end to end, on the real stack.
 
 1. A fresh run id: topic prefix, model_id, consumer groups, ports and a folder ``.mc/demo/<run>/``.
-2. The run's topics; the processor, the trainer and an inference node as background processes.
-3. The base model (v0) answers the held-out problems and the first round's problems together.
-4. Each round: the round's rewards go to Kafka; the processor joins them, the trainer trains the
-   window and publishes v{N}; the demo waits until the node serves v{N}, measures the freshness,
-   and v{N} answers the held-out problems and the next round's problems.
-5. The table, ``reward.png`` and ``results.json``; the processes stop (also on failure or Ctrl-C).
+2. The run's topics; the processor, the trainer (its own defaults) and an inference node as
+   background processes of the run.
+3. The live loop (:mod:`demo.loop`): new prompts answered by the live version, their rewards sent
+   at once, overlapping training; a row per version as its traffic ends.
+4. The summary line, ``reward.png`` and ``results.json``; the processes stop (also on failure,
+   Ctrl-C or SIGTERM) and the run's topics are deleted.
+
+:func:`run_live` is steps 1-4 for any :class:`~demo.spec.TaskSpec` (what a benchmark calls);
+:func:`run_demo` runs it with the arithmetic task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 from tqdm import tqdm
 
-from demo.freshness import split
+from demo.loop import LiveResults, run_live_loop
 from demo.observe import Observer
 from demo.plot import write_plot
-from demo.report import RoundRow, Summary, format_header, format_row
+from demo.report import Summary, format_header, format_row, summarize, write_results
 from demo.services import Parts, RunIds
 from demo.settings import DemoSettings
-from demo.tasks import Task, heldout_tasks, task_stream
-from demo.workload import Sample, predict_all, score, send_rewards, system_prompt
-from inference import NodeClient, NodeStatus
-from maximum_continual import MaximumContinual, MaximumContinualModel
+from demo.spec import TaskSpec, TaskT
+from demo.tasks import ArithmeticTask
+from demo.workload import Sample
+from inference import NodeClient
+from maximum_continual import MaximumContinual
 from producers.admin import ensure_topics
-from schemas.errors import StackError
 from schemas.settings import ContractSettings
 
-__all__ = ["run_demo"]
+__all__ = ["LiveRun", "run_demo", "run_live"]
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    run_id: str
+    run_dir: Path
+    results: LiveResults
+    summary: Summary
 
 
 def _contract(settings: DemoSettings, ids: RunIds) -> ContractSettings:
@@ -52,142 +67,113 @@ def _delete_topics(settings: ContractSettings, run_id: str) -> None:
             fut.exception()
 
 
-def _wait_live(node: NodeClient, parts: Parts, model_id: str, after: int, timeout_s: float) -> NodeStatus:
-    """Poll /status until the node serves a version newer than ``after``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = node.status()
-        live = status.models.get(model_id)
-        if live is not None and live.version > after:
-            return status
-        parts.check_alive()
-        if time.monotonic() > deadline:
-            raise StackError(
-                f"no adapter newer than v{after} went live within {timeout_s:g} s; see the logs in {parts.run_dir}"
-            )
-        time.sleep(0.2)
+def _trainer_window() -> int:
+    """The window size the trainer runs with (its default, or MC_WINDOW_EXAMPLES, which the
+    trainer process inherits): read to pace generation, never passed to the trainer."""
+    from trainer import TrainerSettings
+
+    return TrainerSettings().window_examples
 
 
-class _Demo:
-    def __init__(self, s: DemoSettings, model: MaximumContinualModel, bar: tqdm[Any]) -> None:
-        self.s = s
-        self.model = model
-        self.bar = bar
-        self.prompt = system_prompt()
-        problems = heldout_tasks(s.demo_heldout_prompts, s.demo_seed)
-        self.heldout = [t for t in problems for _ in range(s.demo_heldout_samples)]
-        self.stream = task_stream(s.demo_seed, {t.question for t in self.heldout})
-
-    def _tick(self) -> None:
-        self.bar.update(1)
-
-    def next_batch(self) -> list[Task]:
-        return [next(self.stream) for _ in range(self.s.demo_examples_per_round)]
-
-    async def serve(self, batch: list[Task]) -> tuple[list[Sample], list[Sample]]:
-        """The held-out problems and the next round's problems, on the live version, together."""
-        samples = await predict_all(self.model, [*self.heldout, *batch], self.s, self.prompt, self._tick)
-        return samples[: len(self.heldout)], samples[len(self.heldout) :]
+def vllm_requests_running(vllm_url: str) -> float | None:
+    """vLLM's ``num_requests_running`` (every client's, not only ours); None when unreadable."""
+    try:
+        text = httpx.get(f"{vllm_url.rstrip('/')}/metrics", timeout=5.0).text
+    except httpx.HTTPError:
+        return None
+    found = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.eE+-]+)$", text, re.MULTILINE)
+    return sum(float(v) for v in found) if found else None
 
 
-def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_live(
+    spec: TaskSpec[TaskT], settings: DemoSettings, log: Callable[[str], None] = print, label: str = "demo"
+) -> LiveRun:
+    """Start the parts, run the live loop on ``spec`` within ``demo_minutes``, stop everything,
+    write ``results.json`` and ``reward.png`` into the run's folder."""
     s = settings
     started = time.monotonic()
+    deadline = started + s.demo_minutes * 60  # start-up and teardown count
     ids = RunIds(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
     run_dir = s.demo_state_dir / ids.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     contract = _contract(s, ids)
+    window = _trainer_window()
     ensure_topics(contract)
     parts = Parts(s, ids, run_dir)
-    summary = Summary()
-    log(f"demo run {ids.run_id}: model_id {ids.model_id}, topics {ids.topic_prefix}*, logs in {run_dir}/logs")
-    client = MaximumContinual(
-        auto_deploy=False,
-        inference_url=parts.node_url,
-        **{k: v for k, v in contract.model_dump().items()},
-    )
-    per_eval = s.demo_heldout_prompts * s.demo_heldout_samples
-    total = (s.demo_rounds + 1) * per_eval + s.demo_rounds * s.demo_examples_per_round
+    log(f"{label} run {ids.run_id}: model_id {ids.model_id}, topics {ids.topic_prefix}*, logs in {run_dir}/logs")
+    client = MaximumContinual(auto_deploy=False, inference_url=parts.node_url, **contract.model_dump())
     try:
         parts.start()
         parts.wait_ready()
-        log(f"processor, trainer and node up ({time.monotonic() - started:.0f} s); node {parts.node_url}")
+        log(f"processor, trainer and node up ({time.monotonic() - started:.0f} s); trainer window {window} examples")
         model = client.init_model(ids.model_id)
-        observer = Observer(contract, ids.model_id, parts.log_file("trainer"))
-        with NodeClient(parts.node_url) as node, tqdm(total=total, unit="pred", desc="v0 serving") as bar:
-            demo = _Demo(s, model, bar)
+        with NodeClient(parts.node_url) as node, tqdm(unit="pred", desc="answered") as bar:
+
+            def on_sample(sample: Sample) -> None:
+                bar.update(1)
+                bar.set_description(f"v{sample.version} answered")
+
             tqdm.write(format_header())
-            batch = demo.next_batch()
-            t0 = time.monotonic()
-            held, train = asyncio.run(demo.serve(batch))
-            serve_s = time.monotonic() - t0
-            version, window = 0, train
-            summary.rows.append(_row(0, 0, held, None, None, None, 0))
-            tqdm.write(format_row(summary.rows[-1]))
-            for rnd in range(1, s.demo_rounds + 1):
-                t0 = time.monotonic()
-                bar.set_description(f"round {rnd}: training v{version + 1}")
-                asyncio.run(send_rewards(model, window))
-                status = _wait_live(node, parts, ids.model_id, version, s.demo_version_timeout_s)
-                version = status.models[ids.model_id].version
-                fresh = split(observer.version_times(version, status))
-                more = rnd < s.demo_rounds and _time_for_another(s, started, t0, serve_s)
-                bar.set_description(f"v{version} serving")
-                trained_on = window
-                t1 = time.monotonic()
-                held, window = asyncio.run(demo.serve(demo.next_batch() if more else []))
-                serve_s = time.monotonic() - t1
-                round_s = time.monotonic() - t0
-                summary.rows.append(_row(rnd, version, held, trained_on, fresh, round_s, len(trained_on)))
-                tqdm.write(format_row(summary.rows[-1]))
-                if not more:
-                    break
+            results = asyncio.run(
+                run_live_loop(
+                    spec,
+                    s,
+                    model=model,
+                    feed=Observer(contract, ids.model_id, node),
+                    window=window,
+                    deadline=deadline,
+                    check_alive=parts.check_alive,
+                    on_row=lambda row: tqdm.write(format_row(row)),
+                    on_sample=on_sample,
+                    log=tqdm.write,
+                )
+            )
     finally:
         client.close()
-        parts.stop()
+        parts.stop()  # the node's death also ends what it still had in flight in vLLM
         if not s.demo_keep_topics:
             _delete_topics(contract, ids.run_id)
-    summary.minutes = (time.monotonic() - started) / 60  # start-up to teardown, all of it
-    rows = summary.rows
+    minutes = (time.monotonic() - started) / 60
+    running = vllm_requests_running(s.vllm_url)
+    summary = summarize(
+        results.rewards(), results.versions, after_min_samples=s.demo_after_min_samples, minutes=minutes
+    )
+    served = [r for r in results.rows if r.reward is not None]
     plot = write_plot(
         run_dir / "reward.png",
-        [r.version for r in rows],
-        [r.heldout for r in rows],
-        [r.heldout_stderr for r in rows],
+        [r.version for r in served],
+        [r.reward for r in served if r.reward is not None],
+        [r.ci for r in served],
+        counts=[r.samples for r in served],
     )
-    summary.write(run_dir / "results.json", {"run_id": ids.run_id, "settings": json.loads(s.model_dump_json())})
-    log(f"freshness p50 split (s): {summary.freshness_p50()}")
+    extra: dict[str, Any] = {
+        "run_id": ids.run_id,
+        "task": spec.name,
+        "window_examples": window,
+        "stop_reason": results.stop_reason,
+        "predictions": len(results.samples),
+        "failed": results.failed,
+        "cancelled_at_end": results.cancelled,
+        "generation_s": round(results.generation_s, 1),
+        "vllm_requests_running_after_stop": running,
+        "settings": json.loads(s.model_dump_json()),
+        "samples": [
+            {"version": x.version, "reward": x.reward, "started_at": x.started_at, "done_at": x.done_at}
+            for x in results.samples
+        ],
+    }
+    write_results(run_dir / "results.json", summary, results.rows, extra)
+    log(
+        f"stopped generating ({results.stop_reason}) after {results.generation_s:.0f} s; "
+        f"{len(results.samples)} answered, {results.failed} failed, {results.cancelled} cancelled in flight; "
+        f"vLLM requests running after the stop (all clients): {running}"
+    )
+    log(f"after = v{summary.after_versions} ({summary.after_samples} prompts), before = v0 ({summary.before_samples})")
+    log(f"freshness p50 split (s): {summary.freshness_p50}")
     log(f"plot: {plot}; results: {run_dir / 'results.json'}")
-    return summary.line()
+    return LiveRun(ids.run_id, run_dir, results, summary)
 
 
-def _time_for_another(s: DemoSettings, started: float, round_t0: float, serve_s: float) -> bool:
-    """Whether another round fits the budget: this serve, the next training, a last evaluation
-    (each as long as the last one) and half a minute to stop the parts."""
-    now = time.monotonic()
-    remaining = 2 * serve_s + (now - round_t0) + 30.0
-    return (now - started + remaining) / 60 <= s.demo_minutes
-
-
-def _row(
-    rnd: int,
-    version: int,
-    held: list[Sample],
-    trained_on: list[Sample] | None,
-    fresh: Any,
-    round_s: float | None,
-    examples: int,
-) -> RoundRow:
-    sc = score([x.reward for x in held])
-    return RoundRow(
-        round=rnd,
-        version=version,
-        examples=examples,
-        window_reward=score([x.reward for x in trained_on]).mean if trained_on else None,
-        heldout=sc.mean,
-        heldout_stderr=sc.stderr,
-        heldout_n=sc.n,
-        served_other=sum(1 for x in held if x.version != version),
-        freshness=fresh,
-        round_s=round_s,
-    )
+def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The demo: the live loop on arithmetic word problems; returns the summary line."""
+    return run_live(ArithmeticTask(), settings, log).summary.line

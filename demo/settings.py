@@ -1,8 +1,12 @@
-"""Settings of the learning demo (``mc demo``): ``MC_DEMO_*`` environment variables.
+"""Settings of the live learning loop (``mc demo``, and benchmarks built on it): ``MC_DEMO_*``.
 
 Precedence: command-line flags > constructor arguments > environment > defaults. The defaults are
-what ``make demo`` runs: sized to finish in under 15 minutes on a 2-core CPU machine. The trainer
-fields are handed to the trainer process the demo starts (as its ``MC_*`` environment).
+what ``make demo`` runs: the whole run, start-up and teardown included, ends within ``demo_minutes``
+(+ a little) on a 2-core CPU machine.
+
+There are deliberately no learning settings here: the trainer the demo starts runs with its own
+defaults (window size, learning rate, LoRA shape), so the demo shows what production does. The loop
+reads the trainer's window size only to pace itself (:mod:`demo.pacing`).
 """
 
 from __future__ import annotations
@@ -17,36 +21,38 @@ __all__ = ["DemoSettings"]
 
 
 class DemoSettings(ContractSettings):
-    """The workload, the evaluation, the trainer's knobs and the time budget of one demo run."""
+    """The workload, its pacing, the time budget and the runtime of one live run."""
 
-    # -- rounds and budget ------------------------------------------------------------------------
-    demo_rounds: int = Field(12, ge=1, description="most rounds (one adapter version each)")
-    demo_minutes: float = Field(14.0, gt=0, description="no new round starts if it would end past this budget")
-    demo_examples_per_round: int = Field(16, ge=1, description="rewarded predictions per round (= the window)")
-    demo_seed: int = Field(0, description="seed of the problems (the held-out set is fixed by it)")
-
-    # -- held-out evaluation ----------------------------------------------------------------------
-    demo_heldout_prompts: int = Field(16, ge=1, description="held-out problems, never trained on")
-    demo_heldout_samples: int = Field(3, ge=1, description="samples per held-out problem and version")
-
-    # -- how the agent is served (training and evaluation alike) ----------------------------------
-    demo_temperature: float = Field(0.7, ge=0, description="sampling temperature of every model turn")
-    demo_max_steps: int = Field(
-        1, ge=1, description="agent steps per prediction (each step is one more sequence for the trainer)"
+    # -- budget -----------------------------------------------------------------------------------
+    demo_minutes: float = Field(
+        14.0, gt=0, description="the whole run, start-up to teardown; generation stops in time to end by then"
     )
-    demo_max_tokens: int = Field(160, ge=16, description="completion tokens per model turn")
-    demo_concurrency: int = Field(64, ge=1, description="predictions in flight at once")
+    demo_max_versions: int | None = Field(
+        None, ge=1, description="also stop once this many versions went live and the newest answered a window"
+    )
+    demo_teardown_s: float = Field(40.0, ge=0, description="time kept back for stopping the parts at the end")
+    demo_cycle_guess_s: float = Field(
+        150.0, gt=0, description="expected time from one version going live to the next, until one was measured"
+    )
 
-    # -- the trainer the demo starts --------------------------------------------------------------
-    demo_learning_rate: float = Field(1e-3, gt=0, description="the trainer's MC_LEARNING_RATE")
-    demo_steps_per_window: int = Field(1, ge=1, description="the trainer's MC_STEPS_PER_WINDOW")
-    demo_lora_rank: int = Field(8, ge=1, description="the trainer's MC_LORA_RANK (and MC_LORA_ALPHA = 2x)")
-    demo_window_seconds: float = Field(
-        120.0, gt=0, description="the trainer's MC_WINDOW_SECONDS: a safety net, windows close by count"
+    # -- the live traffic -------------------------------------------------------------------------
+    demo_max_ahead: int = Field(
+        1, ge=0, description="windows of generation allowed ahead of the one the trainer is on (data freshness)"
+    )
+    demo_concurrency: int = Field(64, ge=1, description="predictions in flight at once, at most")
+    demo_temperature: float = Field(0.7, ge=0, description="sampling temperature of every model turn")
+    demo_max_tokens: int = Field(160, ge=16, description="completion tokens per model turn")
+    demo_seed: int = Field(0, description="seed of the prompt stream")
+
+    # -- the measurement --------------------------------------------------------------------------
+    demo_after_min_samples: int = Field(
+        48, ge=1, description="'after' pools the newest versions' live traffic until it has this many samples"
     )
 
     # -- runtime ----------------------------------------------------------------------------------
     demo_state_dir: Path = Field(Path(".mc/demo"), description="one folder per run: logs, pid files, plot, results")
     demo_start_timeout_s: float = Field(180.0, gt=0, description="wait this long for each part to come up")
-    demo_version_timeout_s: float = Field(300.0, gt=0, description="wait this long for a round's adapter to go live")
+    demo_version_timeout_s: float = Field(
+        300.0, gt=0, description="fail when a full window waits this long without a new version going live"
+    )
     demo_keep_topics: bool = Field(False, description="keep the run's topics afterwards (default: delete them)")

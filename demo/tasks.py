@@ -1,22 +1,23 @@
-"""The demo's task: arithmetic word problems with a programmatic reward.
+"""The demo's task: one-step arithmetic word problems with a programmatic reward.
 
-Problems are made from templates with seeded random numbers, so a seed gives the same problems on
-every machine. The held-out set and the training stream come from different seeds, and the stream
-skips any problem whose text is in the held-out set, so no held-out prompt is ever trained on.
-
-The agent answers through the code executor into :class:`FinalAnswer`; the reward is 1.0 for the
-right number and 0.0 for anything else (a wrong number, no valid final answer, a failed run).
+Problems are made from templates with seeded random numbers, so a seed gives the same stream on every
+machine; the stream never repeats a problem, so each live prompt is new (held out by construction:
+nothing has trained on it when the live adapter answers it). The agent answers through the code
+executor into :class:`FinalAnswer`; the reward is 1.0 for the right number, else 0.0.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["FinalAnswer", "Task", "heldout_tasks", "reward", "task_stream"]
+from maximum_continual.system_prompt import render_example
+
+__all__ = ["ArithmeticTask", "FinalAnswer", "Task", "reward", "system_prompt", "task_stream"]
 
 
 class FinalAnswer(BaseModel):
@@ -35,6 +36,31 @@ class Task:
 _NAMES = ("Anna", "Ben", "Carla", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Lena", "Tom")
 _ITEMS = ("apples", "books", "pencils", "marbles", "stickers", "cookies", "stamps", "shells", "cards", "coins")
 _CONTAINERS = ("bags", "boxes", "jars", "baskets")
+
+#: The app's own short system prompt, in the SDK's in-format example style (``render_example``: the
+#: SDK turns each block into chat turns). SmolLM2-135M needs the examples to write code at all and a
+#: worked word problem to solve any (with the SDK's two generic examples only: reward 0). The SDK's
+#: full default prompt works as well but is 349 tokens against 182, and on a 2-core CPU the trainer's
+#: cost per example is mostly the prompt.
+_INTRO = (
+    "You solve tasks by writing Python code in one ```python block. "
+    "The code must end with final_answer(answer=...), where answer is an integer."
+)
+_EXAMPLES = (
+    (
+        ("user", "How many letters are in the word 'continual'?"),
+        ("assistant", "```python\ncount = len('continual')\nprint(count)\nfinal_answer(answer=int(count))\n```"),
+    ),
+    (
+        ("user", "Mia has 7 pears and buys 5 more pears. How many pears does Mia have now?"),
+        ("assistant", "```python\npears = 7 + 5\nprint(pears)\nfinal_answer(answer=int(pears))\n```"),
+    ),
+)
+
+
+def system_prompt() -> str:
+    """The agent's system prompt: the instruction and two in-format examples (one a word problem)."""
+    return "\n".join([_INTRO, *(render_example(turns) for turns in _EXAMPLES)])
 
 
 def _make(rng: random.Random) -> Task:
@@ -58,25 +84,14 @@ def _make(rng: random.Random) -> Task:
     return Task(f"{name} has {a} {box} with {b} {item} in each. How many {item} does {name} have?", a * b, kind)
 
 
-def heldout_tasks(n: int, seed: int = 0) -> list[Task]:
-    """``n`` distinct held-out problems (the same for a given seed)."""
-    rng = random.Random(f"heldout:{seed}")
-    out: list[Task] = []
+def task_stream(seed: int = 0) -> Iterator[Task]:
+    """An endless stream of distinct problems (a text seen before is skipped)."""
+    rng = random.Random(f"live:{seed}")
     seen: set[str] = set()
-    while len(out) < n:
+    while True:
         task = _make(rng)
         if task.question not in seen:
             seen.add(task.question)
-            out.append(task)
-    return out
-
-
-def task_stream(seed: int = 0, exclude: frozenset[str] | set[str] = frozenset()) -> Iterator[Task]:
-    """An endless stream of training problems, none of whose texts is in ``exclude``."""
-    rng = random.Random(f"train:{seed}")
-    while True:
-        task = _make(rng)
-        if task.question not in exclude:
             yield task
 
 
@@ -85,3 +100,26 @@ def reward(task: Task, final_response: BaseModel | None) -> float:
     if not isinstance(final_response, FinalAnswer):
         return 0.0
     return 1.0 if final_response.answer == task.answer else 0.0
+
+
+@dataclass(frozen=True)
+class ArithmeticTask:
+    """The demo's :class:`~demo.spec.TaskSpec`: one agent step, no tools, integer answers."""
+
+    name: str = "arithmetic"
+    final_answer_model: type[BaseModel] = FinalAnswer
+    max_steps: int = 1  # one step: each extra step is one more sequence for a CPU trainer
+    tools: Sequence[Any] = ()
+    authorized_imports: Sequence[str] = ()
+
+    def system_prompt(self) -> str:
+        return system_prompt()
+
+    def prompts(self, seed: int) -> Iterator[Task]:
+        return task_stream(seed)
+
+    def user_message(self, task: Task) -> str:
+        return task.question
+
+    def reward(self, task: Task, final_response: BaseModel | None) -> float:
+        return reward(task, final_response)

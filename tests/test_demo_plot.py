@@ -8,17 +8,24 @@ from PIL import Image
 from demo.plot import write_plot
 
 
-def test_writes_a_png(tmp_path):
-    path = write_plot(tmp_path / "sub" / "reward.png", [0, 1, 2, 3], [0.2, 0.25, 0.4, 0.5], [0.05, 0.05, 0.06, 0.07])
+def test_writes_a_png_with_interval_bars(tmp_path):
+    path = write_plot(
+        tmp_path / "sub" / "reward.png",
+        [0, 1, 2, 3],
+        [0.2, 0.25, 0.4, 0.5],
+        [0.1, None, 0.12, 0.2],
+        counts=[32, 1, 16, 18],
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(path) as img:
         img.verify()
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size == (720, 440)
-        # something was drawn in the plot's colour (the line and its points)
         colours = img.convert("RGB").getcolors(maxcolors=1 << 16)
         assert colours is not None
-        assert (30, 80, 200) in {c for _, c in colours}
+        found = {c for _, c in colours}
+        assert (30, 80, 200) in found  # the line and its points
+        assert (120, 150, 220) in found  # the interval bars
 
 
 def test_one_point_and_out_of_range_values_still_draw(tmp_path):
@@ -30,3 +37,5 @@ def test_one_point_and_out_of_range_values_still_draw(tmp_path):
 def test_mismatched_lengths_are_refused(tmp_path):
     with pytest.raises(ValueError):
         write_plot(tmp_path / "bad.png", [0, 1], [0.1])
+    with pytest.raises(ValueError):
+        write_plot(tmp_path / "bad.png", [0, 1], [0.1, 0.2], counts=[3])

@@ -1,8 +1,11 @@
 """``mc demo`` against the real stack with tiny settings: the mechanics, not the learning.
 
-The processes start and stop, an adapter version trained on the round's rewards goes live on the
-node, the table and plot are written, the topics of the run are deleted, and the last stdout line
-is the JSON object of the issue.
+Test configuration only (nothing here tunes the trainer's learning): windows of 2 examples through
+the trainer's own ``MC_WINDOW_EXAMPLES``, which the trainer process inherits; the run stops once 2
+versions went live and the newest answered a window. Checked: the processes start and stop,
+versions trained on live rewards go live and answer live traffic, each freshness part is measured
+and together they explain the total, the table, plot and results are written, the run's topics are
+deleted, and the last stdout line is the issue's JSON object.
 """
 
 from __future__ import annotations
@@ -17,36 +20,54 @@ import pytest
 
 from devstack.process import ManagedProcess
 
-pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[1]
+KEYS = ["reward_before", "reward_after", "rise", "ci_low", "ci_high", "versions", "freshness_s_p50", "minutes"]
+PARTS = ("join_s", "wait_s", "prepare_s", "train_s", "save_s", "upload_s", "load_s")
 
 
-def test_one_round_goes_live_and_everything_stops(kafka, s3, vllm, bucket, tmp_path):
+def test_two_versions_go_live_on_live_traffic_and_everything_stops(kafka, s3, vllm, bucket, tmp_path):
     from confluent_kafka.admin import AdminClient
 
-    argv = [sys.executable, "-m", "mc_cli.main", "demo", "--rounds", "1", "--examples", "2", "--heldout", "2"]
-    argv += ["--samples", "1", "--minutes", "4", "--state-dir", str(tmp_path)]
-    env = {**os.environ, "MC_S3_BUCKET": bucket}  # the adapters go to the test's own bucket, removed after
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    line = json.loads(last)
-    assert list(line) == ["reward_before", "reward_after", "rounds", "freshness_s_p50", "minutes"]
-    assert line["rounds"] == 1
-    assert 0.0 <= line["reward_before"] <= 1.0 and 0.0 <= line["reward_after"] <= 1.0
-    assert line["freshness_s_p50"] > 0
+    argv = [sys.executable, "-m", "mc_cli.main", "demo", "--max-versions", "2", "--minutes", "3.5"]
+    argv += ["--after-min-samples", "2", "--state-dir", str(tmp_path)]
+    env = {
+        **os.environ,
+        "MC_S3_BUCKET": bucket,  # the adapters go to the test's own bucket, removed after
+        "MC_WINDOW_EXAMPLES": "2",  # the trainer's own setting, inherited by the trainer process
+        "MC_DEMO_CYCLE_GUESS_S": "20",  # a 3.5-minute budget cannot keep the default guess of 150 s
+        "MC_DEMO_TEARDOWN_S": "35",
+    }
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=230)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert list(line) == KEYS
+    assert line["versions"] >= 1
+    assert 0.0 <= line["reward_before"] <= 1.0
+    assert line["freshness_s_p50"] > 0 and 0 < line["minutes"] <= 3.5 + 0.5
 
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     results = json.loads((run_dir / "results.json").read_text())
-    rows = results["rounds"]
-    assert [r["version"] for r in rows] == [0, 1]  # v1 went live and answered the held-out problems
-    assert rows[1]["served_other"] == 0 and rows[1]["examples"] == 2
-    fresh = rows[1]["freshness"]
-    parts = fresh["join_s"] + fresh["window_s"] + fresh["train_s"] + fresh["upload_s"] + fresh["load_s"]
-    assert parts == pytest.approx(fresh["total_s"], abs=0.01)
-    assert fresh["join_s"] >= 0 and fresh["train_s"] > 0 and fresh["load_s"] > 0
+    assert results["result"] == line and results["window_examples"] == 2
+    rows = {r["version"]: r for r in results["versions"]}
+    assert rows[0]["samples"] >= 2  # the base model answered at least the first window
+    live = [r for r in results["versions"] if r["version"] > 0 and r["live_at"] is not None]
+    assert len(live) == line["versions"] >= 1
+    if results["stop_reason"] == "max_versions":
+        assert line["versions"] >= 2 and sum(r["samples"] for r in live if r["version"] >= 2) >= 2
+        assert line["reward_after"] is not None
+    for row in live:
+        fresh = row["freshness"]
+        assert fresh is not None, row["note"]
+        missing = [p for p in PARTS if fresh[p] is None]
+        assert not missing, f"v{row['version']}: the manifest lacks {missing} (an older trainer?)"
+        assert fresh["join_s"] >= 0 and fresh["train_s"] > 0 and fresh["load_s"] > 0 and fresh["wait_s"] >= -0.01
+        total = fresh["total_s"]
+        assert sum(fresh[p] for p in PARTS) + fresh["unaccounted_s"] == pytest.approx(total, abs=0.01)
+        assert abs(fresh["unaccounted_s"]) <= max(1.0, 0.05 * total), fresh
     assert (run_dir / "reward.png").read_bytes()[:4] == b"\x89PNG"
+    assert "live reward (95% CI)" in proc.stdout  # the table's header, printed as the run went
 
     for name in ("processor", "trainer", "node"):
         managed = ManagedProcess(name, run_dir)

@@ -1,4 +1,5 @@
-"""The demo's task generator and reward function: deterministic, disjoint, right answers."""
+"""The demo's task: a deterministic stream of distinct problems with right answers, its reward, and
+that :class:`ArithmeticTask` is a :class:`TaskSpec` the loop can run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from demo.tasks import FinalAnswer, Task, heldout_tasks, reward, task_stream
+from demo.spec import TaskSpec
+from demo.tasks import ArithmeticTask, FinalAnswer, Task, reward, system_prompt, task_stream
 
 
 def _recompute(task: Task) -> int:
@@ -20,28 +22,17 @@ def _recompute(task: Task) -> int:
     return nums[0] * nums[1]
 
 
-def test_same_seed_same_problems_other_seed_other_problems():
-    assert heldout_tasks(20, seed=3) == heldout_tasks(20, seed=3)
-    assert heldout_tasks(20, seed=3) != heldout_tasks(20, seed=4)
+def test_same_seed_same_stream_other_seed_other_stream():
     assert list(itertools.islice(task_stream(5), 30)) == list(itertools.islice(task_stream(5), 30))
+    assert list(itertools.islice(task_stream(5), 30)) != list(itertools.islice(task_stream(6), 30))
 
 
-def test_heldout_problems_are_distinct_and_answers_are_right():
-    tasks = heldout_tasks(200)
-    assert len({t.question for t in tasks}) == 200
-    for task in tasks + list(itertools.islice(task_stream(1), 200)):
+def test_every_prompt_is_new_and_its_answer_right():
+    tasks = list(itertools.islice(task_stream(1), 3000))  # far more than a 14-minute run asks
+    assert len({t.question for t in tasks}) == 3000
+    for task in tasks:
         assert task.kind in {"add", "sub", "mul"}
         assert task.answer == _recompute(task) and task.answer > 0
-
-
-def test_the_training_stream_never_yields_an_excluded_problem():
-    # exclude problems the unfiltered stream is known to produce, so the filter must act
-    unfiltered = list(itertools.islice(task_stream(0), 2000))
-    excluded = {t.question for t in unfiltered[:30]}
-    filtered = list(itertools.islice(task_stream(0, excluded), 2000))
-    assert not excluded & {t.question for t in filtered}
-    heldout = {t.question for t in heldout_tasks(16)}
-    assert not heldout & {t.question for t in itertools.islice(task_stream(0, heldout), 2000)}
 
 
 def test_reward_is_one_for_the_right_number_only():
@@ -53,10 +44,22 @@ def test_reward_is_one_for_the_right_number_only():
     class Other(BaseModel):
         answer: int
 
-    assert reward(task, Other(answer=12)) == 0.0  # only the demo's FinalAnswer counts
+    assert reward(task, Other(answer=12)) == 0.0  # only the task's FinalAnswer counts
 
 
 def test_final_answer_validates_like_the_agent_loop_needs():
     assert FinalAnswer.model_validate({"answer": "12"}).answer == 12
     with pytest.raises(ValueError):
         FinalAnswer.model_validate({"answer": "twelve"})
+
+
+def test_the_arithmetic_task_is_a_task_spec():
+    spec: TaskSpec[Task] = ArithmeticTask()
+    first = next(spec.prompts(0))
+    assert first == next(task_stream(0))
+    assert spec.user_message(first) == first.question
+    assert spec.reward(first, FinalAnswer(answer=first.answer)) == 1.0
+    assert spec.final_answer_model is FinalAnswer and spec.max_steps == 1
+    assert spec.tools == () and spec.authorized_imports == ()
+    assert spec.system_prompt() == system_prompt()
+    assert "final_answer(answer=" in spec.system_prompt() and "<example>" in spec.system_prompt()
