@@ -81,6 +81,7 @@ class _Loop(Generic[TaskT]):
         self.changed = asyncio.Event()
         self.pending_since: float | None = None
         self.emitted: set[int] = set()
+        self.sending: set[asyncio.Future[None]] = set()  # rewards on their way to Kafka
 
     # -- predictions ------------------------------------------------------------------------------
 
@@ -106,10 +107,22 @@ class _Loop(Generic[TaskT]):
             return
         self.res.samples.append(sample)  # answered: a measurement of its version, rewarded or not
         self.on_sample(sample)
-        try:
-            await send_reward(self.model, response, sample, self.spec.name)
-        except Exception as exc:  # Kafka refused a reward: the run cannot go on
+        # An answered prediction gets its reward, as in production; the send is shielded from the
+        # end-of-run cancellation (cancelling a publish mid-flight buys nothing, and it upsets the
+        # SDK publisher's delivery thread). It is awaited before the loop returns.
+        sending = asyncio.ensure_future(send_reward(self.model, response, sample, self.spec.name))
+        self.sending.add(sending)
+        sending.add_done_callback(self._sent)
+        with contextlib.suppress(Exception):  # handled by _sent
+            await asyncio.shield(sending)
+
+    def _sent(self, sending: asyncio.Future[None]) -> None:
+        self.sending.discard(sending)
+        if sending.cancelled():
+            return
+        if (exc := sending.exception()) is not None:  # Kafka refused a reward: the run cannot go on
             self.error = exc
+            self.changed.set()
             return
         self.rewarded += 1
 
@@ -233,6 +246,7 @@ class _Loop(Generic[TaskT]):
                 await self._await_next_version()
         finally:
             await self._cancel_inflight()  # on failure too: no request outlives the loop
+            await asyncio.gather(*self.sending, return_exceptions=True)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

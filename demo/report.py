@@ -140,6 +140,6 @@ def write_results(path: Path, summary: Summary, rows: Sequence[VersionRow], extr
         "after_versions": summary.after_versions,
         "after_samples": summary.after_samples,
         "freshness_p50": summary.freshness_p50,
-        "versions": [r.as_dict() for r in rows],
+        "per_version": [r.as_dict() for r in rows],
     }
     path.write_text(json.dumps(data, indent=2))

@@ -129,10 +129,12 @@ def run_live(
                 )
             )
     finally:
+        t_stop = time.monotonic()
         client.close()
         parts.stop()  # the node's death also ends what it still had in flight in vLLM
         if not s.demo_keep_topics:
             _delete_topics(contract, ids.run_id)
+        teardown_s = time.monotonic() - t_stop
     minutes = (time.monotonic() - started) / 60
     running = vllm_requests_running(s.vllm_url)
     summary = summarize(
@@ -155,6 +157,7 @@ def run_live(
         "failed": results.failed,
         "cancelled_at_end": results.cancelled,
         "generation_s": round(results.generation_s, 1),
+        "teardown_s": round(teardown_s, 1),
         "vllm_requests_running_after_stop": running,
         "settings": json.loads(s.model_dump_json()),
         "samples": [
@@ -166,7 +169,7 @@ def run_live(
     log(
         f"stopped generating ({results.stop_reason}) after {results.generation_s:.0f} s; "
         f"{len(results.samples)} answered, {results.failed} failed, {results.cancelled} cancelled in flight; "
-        f"vLLM requests running after the stop (all clients): {running}"
+        f"teardown {teardown_s:.0f} s; vLLM requests running after it (all clients): {running}"
     )
     log(f"after = v{summary.after_versions} ({summary.after_samples} prompts), before = v0 ({summary.before_samples})")
     log(f"freshness p50 split (s): {summary.freshness_p50}")

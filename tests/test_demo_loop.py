@@ -57,8 +57,10 @@ class CountingTask:
 class FakeStack:
     """The SDK model (apredict/aupdate) and the version feed (trainer + node) in one."""
 
-    def __init__(self, train_s: float = 0.6, answer_s: float = 0.02, hang_after: int | None = None) -> None:
-        self.train_s, self.answer_s, self.hang_after = train_s, answer_s, hang_after
+    def __init__(
+        self, train_s: float = 0.6, answer_s: float = 0.02, hang_after: int | None = None, reward_s: float = 0.0
+    ) -> None:
+        self.train_s, self.answer_s, self.hang_after, self.reward_s = train_s, answer_s, hang_after, reward_s
         self.lock = threading.Lock()
         self.live = 0
         self.rewards: list[tuple[float, int]] = []  # (time, version that answered)
@@ -99,6 +101,7 @@ class FakeStack:
         return PredictionResponseT(final_response=Answer(answer=version), messages=[], metadata=meta)
 
     async def aupdate(self, predictions: Sequence[PredictionResponseWithRewardT]) -> None:
+        await asyncio.sleep(self.reward_s)
         with self.lock:
             for p in predictions:
                 assert p.prediction.metadata is not None
@@ -190,6 +193,13 @@ def test_in_flight_requests_are_cancelled_at_the_end_within_the_budget():
     assert results.cancelled >= 1 and stack.cancelled == results.cancelled
     assert len(results.samples) == W
     assert took < 2.5 + 0.5
+
+
+def test_a_reward_on_its_way_when_generation_stops_is_still_sent():
+    stack = FakeStack(hang_after=W, reward_s=1.5)  # the rewards are still sending at the stop (~1 s)
+    results, _, _ = _run(stack, 1.5)
+    assert len(results.samples) == W
+    assert len(stack.rewards) == W
 
 
 def test_the_budget_keeps_a_cycle_for_the_last_version_and_waits_for_it():

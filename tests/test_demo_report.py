@@ -76,6 +76,6 @@ def test_rows_and_results(tmp_path):
     write_results(tmp_path / "r.json", s, rows, {"run_id": "x"})
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["run_id"] == "x" and list(data["result"]) == KEYS
-    assert [v["version"] for v in data["versions"]] == [0, 1, 5]
-    assert data["versions"][1]["freshness"]["train_s"] == 30.0
-    assert data["versions"][1]["freshness"]["wait_s"] is None
+    assert [v["version"] for v in data["per_version"]] == [0, 1, 5]
+    assert data["per_version"][1]["freshness"]["train_s"] == 30.0
+    assert data["per_version"][1]["freshness"]["wait_s"] is None

@@ -50,9 +50,9 @@ def test_two_versions_go_live_on_live_traffic_and_everything_stops(kafka, s3, vl
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["result"] == line and results["window_examples"] == 2
-    rows = {r["version"]: r for r in results["versions"]}
+    rows = {r["version"]: r for r in results["per_version"]}
     assert rows[0]["samples"] >= 2  # the base model answered at least the first window
-    live = [r for r in results["versions"] if r["version"] > 0 and r["live_at"] is not None]
+    live = [r for r in results["per_version"] if r["version"] > 0 and r["live_at"] is not None]
     assert len(live) == line["versions"] >= 1
     if results["stop_reason"] == "max_versions":
         assert line["versions"] >= 2 and sum(r["samples"] for r in live if r["version"] >= 2) >= 2
