@@ -64,9 +64,10 @@ def write_plot(
         draw.line(points, fill=(30, 80, 200), width=3)
     for x, y in points:
         draw.ellipse([(x - 4, y - 4), (x + 4, y + 4)], fill=(30, 80, 200))
-    if counts is not None:  # how many prompts each point rests on
+    if counts is not None:  # how many prompts each point rests on, in a row above the plot
         for (x, _), n in zip(points, counts, strict=True):
-            draw.text((x - 8, y0 - 14), f"n={n}", fill=(90, 90, 90), font=font)
+            draw.text((x - 6, y1 - 16), str(n), fill=(90, 90, 90), font=font)
+        draw.text((x1 - 150, y1 - 30), "prompts per version:", fill=(90, 90, 90), font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG")
     return path
