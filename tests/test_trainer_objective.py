@@ -40,6 +40,9 @@ def test_advantages_scale_to_unit_rms_keep_sign_and_zero() -> None:
     # every sample beat the running baseline: all advantages stay positive (no re-centering)
     assert all(a > 0 for a in advantages([1.0, 0.9], [0.2, 0.2]))
     assert advantages([0.3, 0.3], [0.3, 0.3]) == [0.0, 0.0]
+    # no contrast in the window (all failed, all succeeded): nothing to learn, whatever the baseline
+    assert advantages([0.0] * 4, [0.4] * 4) == [0.0] * 4
+    assert advantages([1.0] * 4, [0.4] * 4) == [0.0] * 4
 
 
 def test_update_baseline() -> None:

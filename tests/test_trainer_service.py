@@ -153,6 +153,7 @@ def _announcements(settings: Any) -> list[AdapterUpdate]:
 def test_versions_manifests_and_announcements(run: Run) -> None:
     import hashlib
 
+    from trainer.model import OPTIMIZER_FILE
     from trainer.store import EXAMPLES_FILE
 
     assert run.published == 3
@@ -196,6 +197,14 @@ def test_versions_manifests_and_announcements(run: Run) -> None:
         assert {"mean_reward", "loss", "clip_fraction", "reward_baseline", "train_s"} <= set(manifest.metrics)
         assert manifest.metrics["train_s"] > 0
         assert manifest.metrics["mean_reward"] == 0.5
+        # every part of the way to S3 measured on its own (the demo's freshness split)
+        parts = ("window_closed_at", "prepare_s", "save_s", "upload_s")
+        assert all(manifest.metrics[k] > 0 for k in parts), manifest.metrics
+        assert manifest.created_at.timestamp() >= manifest.metrics["window_closed_at"]
+        # AdamW's moments are kept beside the adapter, verified by their sha256, and no node downloads them
+        state = client.get_object(Bucket=run.settings.s3_bucket, Key=prefix + OPTIMIZER_FILE)
+        assert hashlib.sha256(state["Body"].read()).hexdigest() == state["Metadata"]["sha256"]
+        assert OPTIMIZER_FILE not in manifest.files
         for name in ADAPTER_FILES:
             blob = client.get_object(Bucket=run.settings.s3_bucket, Key=prefix + name)["Body"].read()
             assert hashlib.sha256(blob).hexdigest() == manifest.files[name]
@@ -206,6 +215,10 @@ def test_versions_manifests_and_announcements(run: Run) -> None:
     announced = [u for u in _announcements(run.settings) if u.model_id == run.model_id]
     assert [u.version for u in announced] == [1, 2, 3]
     assert announced == manifests  # the announcement is the manifest, byte for byte the same event
+    # the optimizer continued across windows: v3's moments have seen all 3 windows' 2 steps each
+    opt = run.slot.optimizer()
+    steps = {float(state["step"]) for state in opt.state.values()}
+    assert steps == {6.0}, steps
     config = json.loads((run.final / "adapter_config.json").read_text())
     assert config["r"] == 8 and config.get("use_dora") is False and config.get("bias") == "none"
     assert not config.get("modules_to_save")

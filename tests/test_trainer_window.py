@@ -138,23 +138,54 @@ def test_sequences_from_the_chat_template_and_from_recorded_tokens(tokenizer) ->
     recorded = TrainingExample.join(p, RewardEvent(prediction_id=p.prediction_id, model_id="m", reward=0.0))
     seqs = build_sequences([plain, recorded], tokenizer, max_seq_len=512)
     assert len(seqs) == 2
-    text = tokenizer.decode(seqs[0].input_ids[seqs[0].start :])
+    start0, start1 = seqs[0].targets[0], seqs[1].targets[0]
+    text = tokenizer.decode(seqs[0].input_ids[start0:])
     assert text.startswith("The answer is 5.<|im_end|>")
-    assert seqs[0].sampler_logprobs is None
-    assert seqs[1].input_ids[seqs[1].start :] == ids and seqs[1].sampler_logprobs == [-0.1] * len(ids)
+    assert seqs[0].sampler_logprobs == [None] * seqs[0].completion_len
+    assert seqs[1].input_ids[start1:] == ids and seqs[1].sampler_logprobs == [-0.1] * len(ids)
     # both share the prompt: the chat-templated user message with the generation prompt
-    assert seqs[0].input_ids[: seqs[0].start] == seqs[1].input_ids[: seqs[1].start]
-    assert tokenizer.decode(seqs[1].input_ids[: seqs[1].start]).endswith("<|im_start|>assistant\n")
+    assert seqs[0].input_ids[:start0] == seqs[1].input_ids[:start1]
+    assert tokenizer.decode(seqs[1].input_ids[:start1]).endswith("<|im_start|>assistant\n")
 
     mb = collate(seqs, tokenizer.pad_token_id, torch.device("cpu"))
-    assert int(mb.target.sum()) == len(mb.next_ids) == sum(s.completion_len for s in seqs)
-    assert mb.has_sampler.tolist() == [False] * seqs[0].completion_len + [True] * len(ids)
-    # left padding: each row's real tokens end at the last position, positions count from 0
-    short = 1 if len(seqs[1].input_ids) < len(seqs[0].input_ids) else 0
-    assert mb.attention_mask[short, 0] == 0 and mb.position_ids[short, -1] == len(seqs[short].input_ids) - 1
+    assert len(mb.next_ids) == len(mb.target_index) == sum(s.completion_len for s in seqs)
+    assert sorted(mb.has_sampler.tolist()) == sorted([False] * seqs[0].completion_len + [True] * len(ids))
+    # the shared prompt is computed once; right padding after each row's own suffix
+    p_len = int(mb.prefix_ids.numel())
+    assert 8 <= p_len < start0 and mb.computed_tokens == p_len + sum(len(s.input_ids) - p_len for s in seqs)
+    assert mb.tokens == sum(len(s.input_ids) for s in seqs)
+    flat = mb.input_ids.reshape(-1)
+    # the token at each target index's next position is the completion token it predicts
+    width = mb.input_ids.shape[1]
+    for i, nxt in zip(mb.target_index.tolist(), mb.next_ids.tolist(), strict=True):
+        b, pos = divmod(i, width)
+        assert flat[b * width + pos + 1] == nxt
 
     cut = build_sequences([plain], tokenizer, max_seq_len=8)[0]
-    assert len(cut.input_ids) == 8 and cut.input_ids[cut.start :] == seqs[0].input_ids[seqs[0].start :][:7]
+    assert len(cut.input_ids) == 8 and cut.input_ids[cut.targets[0] :] == seqs[0].input_ids[start0:][:7]
+
+
+def test_a_trajectorys_turns_chain_into_one_sequence(tokenizer) -> None:
+    from trainer.batch import build_sequences, pack
+    from trainer.bench import synthetic_window
+
+    window = synthetic_window(tokenizer, 4, steps=2)
+    seqs = build_sequences(window, tokenizer, max_seq_len=2048)
+    assert len(seqs) == 4  # one per trajectory, two target spans each
+    for seq, ex in zip(seqs, window, strict=True):
+        turns = ex.prediction.turns
+        assert seq.completion_len == sum(len(t.completion_token_ids) for t in turns)
+        first, second = turns[0].completion_token_ids, turns[1].completion_token_ids
+        assert [seq.input_ids[t] for t in seq.targets] == first + second
+        assert seq.sampler_logprobs == [*(turns[0].completion_logprobs or []), *(turns[1].completion_logprobs or [])]
+    # too long to chain within max_seq_len: one sequence per turn
+    short = min(len(s.input_ids) for s in seqs) - 1
+    assert len(build_sequences(window, tokenizer, max_seq_len=short)) == 8
+    # packing keeps each group within its token budget (a lone long sequence is a group of its own)
+    groups = pack(seqs, max_tokens=2 * max(len(s.input_ids) for s in seqs), max_rows=16)
+    assert sum(len(g) for g in groups) == 4 and len(groups) < 4  # the shared prefix lets 2+ rows fit
+    assert [len(g) for g in pack(seqs, max_tokens=64, max_rows=16)] == [1, 1, 1, 1]
+    assert [len(g) for g in pack(seqs, max_tokens=100_000, max_rows=3)] == [3, 1]
 
 
 def test_public_surface_and_no_torch_on_import() -> None:

@@ -1,9 +1,22 @@
-"""Training examples → token sequences → padded micro-batches.
+"""Training examples → token sequences → micro-batches that compute what they share once.
 
-Each assistant turn of a trajectory is one sequence: the chat-templated messages before it (with
-the generation prompt, exactly what the server rendered) followed by the sampled completion tokens.
-The completion tokens are the ones the PredictionEvent recorded; when it recorded none, the
-assistant message is rendered with the chat template and its tokens are what follows the prompt.
+Each assistant turn of a trajectory is one span of completion tokens after the chat-templated
+messages before it (with the generation prompt, exactly what the server rendered). The completion
+tokens are the ones the PredictionEvent recorded; when it recorded none, the assistant message is
+rendered with the chat template and its tokens are what follows the prompt.
+
+Two things are never computed twice:
+
+* **Turns of one trajectory.** The prompt of turn k+1 usually starts with the whole sequence of
+  turn k (its prompt, then its completion as the template renders it). Then the two are one
+  sequence with two target spans: a two-step agent costs one forward pass, not two.
+* **The prefix of a micro-batch.** The sequences of a window mostly share the app's system prompt
+  (three quarters of the demo's tokens). Sequences are sorted, so that shared prefixes are
+  neighbours, and each micro-batch keeps its longest common prefix apart: the forward pass runs it
+  once and lets every row attend to its keys and values (``trainer.model.token_logprobs``).
+
+Micro-batches are bounded by the tokens they compute (``MC_MICRO_BATCH_TOKENS``), which bounds the
+activations kept for the backward pass whatever the trajectories look like.
 """
 
 from __future__ import annotations
@@ -18,40 +31,44 @@ from schemas.events import Message, PredictionEvent, TrainingExample
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MicroBatch", "TokenSeq", "build_sequences", "collate", "prompt_key"]
+__all__ = ["MicroBatch", "TokenSeq", "build_sequences", "collate", "pack", "prompt_key"]
+
+#: a shared prefix shorter than this is not worth a forward pass of its own
+_MIN_PREFIX = 8
 
 
 @dataclass(frozen=True)
 class TokenSeq:
+    """One sequence: ``targets`` are the positions of its completion tokens (each > 0, ascending)."""
+
     input_ids: list[int]
-    start: int  # index of the first completion token
-    sampler_logprobs: list[float] | None  # one per completion token, or None
+    targets: list[int]
+    sampler_logprobs: list[float | None]  # one per target: the sampler's logprob, None if unknown
     example: int  # index of the example in the window
 
     @property
     def completion_len(self) -> int:
-        return len(self.input_ids) - self.start
+        return len(self.targets)
 
 
 @dataclass(frozen=True)
 class MicroBatch:
-    """Left-padded sequences, so every completion ends at the last position.
+    """Rows that share ``prefix_ids``, then each row's own suffix, right-padded.
 
-    Only the last ``keep`` positions need logits (``logits_to_keep``): the LM head and the softmax
-    over the vocabulary then run on completion positions only, not on the prompts. ``target``
-    marks, within those positions minus the last, the ones whose next token is a completion token.
+    ``target_index`` points, in the flattened [B * S] suffix positions, at the positions whose output
+    predicts a completion token (``next_ids``), in order.
     """
 
-    input_ids: torch.Tensor  # [B, L]
-    attention_mask: torch.Tensor  # [B, L]
-    position_ids: torch.Tensor  # [B, L] (count from each sequence's first real token)
-    keep: int  # logits needed for the last ``keep`` positions
-    target: torch.Tensor  # [B, keep-1] bool
-    next_ids: torch.Tensor  # [N] the completion tokens, in target order
+    prefix_ids: torch.Tensor  # [P] (P may be 0)
+    input_ids: torch.Tensor  # [B, S]
+    attention_mask: torch.Tensor  # [B, S]
+    target_index: torch.Tensor  # [N]
+    next_ids: torch.Tensor  # [N] the completion tokens
     sampler_logp: torch.Tensor  # [N] (0 where missing)
     has_sampler: torch.Tensor  # [N] bool
     example: torch.Tensor  # [N] index of each token's example
-    tokens: int  # non-pad tokens in the batch (the throughput count)
+    tokens: int  # tokens of the sequences as written (the throughput count; the prefix counts per row)
+    computed_tokens: int  # tokens the forward pass runs: the prefix once, plus the suffixes
 
 
 def prompt_key(prediction: PredictionEvent) -> str:
@@ -83,14 +100,28 @@ def _turns(prediction: PredictionEvent) -> list[tuple[int, list[int], list[float
     return [(i, [], None) for i, m in enumerate(prediction.messages) if m.role == "assistant"]
 
 
+def _one_turn(prompt: list[int], completion: list[int], sampler: list[float] | None, max_len: int) -> TokenSeq | None:
+    """A lone turn cut to ``max_len``: the completion keeps its first tokens, the prompt its last."""
+    completion = completion[: max_len - 1]
+    prompt = prompt[-(max_len - len(completion)) :]
+    return TokenSeq(
+        prompt + completion,
+        list(range(len(prompt), len(prompt) + len(completion))),
+        list(sampler[: len(completion)]) if sampler is not None else [None] * len(completion),
+        -1,
+    )
+
+
 def build_sequences(examples: Sequence[TrainingExample], tokenizer: Any, max_seq_len: int) -> list[TokenSeq]:
-    """Every assistant turn of every example, truncated to ``max_seq_len`` (prompt cut on the left)."""
+    """The sequences of a window: one per trajectory where its turns chain, else one per turn."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     out: list[TokenSeq] = []
     for i, ex in enumerate(examples):
         messages = ex.prediction.messages
+        open_seq: TokenSeq | None = None  # the trajectory so far, while its turns chain
         for index, ids, logprobs in _turns(ex.prediction):
             prompt_text = _render(tokenizer, messages[:index], generation_prompt=True)
-            prompt = _encode(tokenizer, prompt_text)
+            prompt = _encode(tokenizer, prompt_text) or [int(bos)]  # the first token needs a predecessor
             completion = list(ids)
             sampler = list(logprobs) if logprobs is not None and ids else None
             if not completion:
@@ -100,47 +131,104 @@ def build_sequences(examples: Sequence[TrainingExample], tokenizer: Any, max_seq
                 completion = _encode(tokenizer, full[len(prompt_text) :])
             if not completion:
                 continue
-            completion = completion[: max_seq_len - 1]
-            sampler = sampler[: len(completion)] if sampler is not None else None
-            prompt = prompt[-(max_seq_len - len(completion)) :] if prompt else prompt
-            if not prompt:  # the first completion token needs a position that predicts it
-                bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-                prompt = [int(bos)]
-            out.append(TokenSeq(prompt + completion, len(prompt), sampler, i))
+            chained = (
+                open_seq is not None
+                and len(prompt) + len(completion) <= max_seq_len
+                and prompt[: len(open_seq.input_ids)] == open_seq.input_ids
+            )
+            if chained and open_seq is not None:
+                n = len(prompt)
+                open_seq = TokenSeq(
+                    prompt + completion,
+                    open_seq.targets + list(range(n, n + len(completion))),
+                    open_seq.sampler_logprobs + (list(sampler) if sampler is not None else [None] * len(completion)),
+                    i,
+                )
+                out[-1] = open_seq
+                continue
+            seq = _one_turn(prompt, completion, sampler, max_seq_len)
+            if seq is None:
+                continue
+            open_seq = TokenSeq(seq.input_ids, seq.targets, seq.sampler_logprobs, i)
+            out.append(open_seq)
     return out
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
+
+
+def _prefix_len(seqs: Sequence[TokenSeq]) -> int:
+    """The shared prefix a micro-batch computes once: it must end before the first position that
+    predicts a target (that position's output is needed, so it belongs to the suffixes)."""
+    if len(seqs) < 2:
+        return 0
+    limit = min(s.targets[0] for s in seqs) - 1
+    first = seqs[0].input_ids
+    p = limit
+    for s in seqs[1:]:
+        p = _common_prefix(first, s.input_ids, p)
+    return p if p >= _MIN_PREFIX else 0
+
+
+def _cost(seqs: Sequence[TokenSeq]) -> int:
+    p = _prefix_len(seqs)
+    return p + len(seqs) * (max(len(s.input_ids) for s in seqs) - p)
+
+
+def pack(seqs: Sequence[TokenSeq], *, max_tokens: int, max_rows: int) -> list[list[TokenSeq]]:
+    """Groups of sequences, each computing at most ``max_tokens`` tokens (padding included; a
+    sequence longer than that is a group of its own) and holding at most ``max_rows`` rows.
+
+    Sorting by token ids puts sequences with a common prefix next to each other.
+    """
+    groups: list[list[TokenSeq]] = []
+    current: list[TokenSeq] = []
+    for seq in sorted(seqs, key=lambda s: s.input_ids):
+        if current and (len(current) >= max_rows or _cost([*current, seq]) > max_tokens):
+            groups.append(current)
+            current = []
+        current.append(seq)
+    if current:
+        groups.append(current)
+    return groups
 
 
 def collate(seqs: Sequence[TokenSeq], pad_id: int, device: torch.device) -> MicroBatch:
     import torch
 
-    length = max(len(s.input_ids) for s in seqs)
-    keep = max(s.completion_len for s in seqs) + 1
-    ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), length), dtype=torch.long)
-    target = torch.zeros((len(seqs), keep - 1), dtype=torch.bool)
+    p = _prefix_len(seqs)
+    width = max(len(s.input_ids) for s in seqs) - p
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    index: list[int] = []
     next_ids: list[int] = []
     sampler: list[float] = []
     has: list[bool] = []
     example: list[int] = []
     for b, s in enumerate(seqs):
-        n, c = len(s.input_ids), s.completion_len
-        ids[b, length - n :] = torch.tensor(s.input_ids)
-        mask[b, length - n :] = 1
-        target[b, keep - 1 - c :] = True
-        next_ids.extend(s.input_ids[s.start :])
-        sampler.extend(s.sampler_logprobs if s.sampler_logprobs is not None else [0.0] * c)
-        has.extend([s.sampler_logprobs is not None] * c)
-        example.extend([s.example] * c)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        suffix = s.input_ids[p:]
+        ids[b, : len(suffix)] = torch.tensor(suffix)
+        mask[b, : len(suffix)] = 1
+        for t, lp in zip(s.targets, s.sampler_logprobs, strict=True):
+            index.append(b * width + (t - 1 - p))  # the position before a token predicts it
+            next_ids.append(s.input_ids[t])
+            sampler.append(0.0 if lp is None else lp)
+            has.append(lp is not None)
+            example.append(s.example)
     return MicroBatch(
+        prefix_ids=torch.tensor(seqs[0].input_ids[:p], dtype=torch.long, device=device),
         input_ids=ids.to(device),
         attention_mask=mask.to(device),
-        position_ids=positions.to(device),
-        keep=keep,
-        target=target.to(device),
+        target_index=torch.tensor(index, dtype=torch.long, device=device),
         next_ids=torch.tensor(next_ids, dtype=torch.long, device=device),
         sampler_logp=torch.tensor(sampler, dtype=torch.float32, device=device),
         has_sampler=torch.tensor(has, dtype=torch.bool, device=device),
         example=torch.tensor(example, dtype=torch.long, device=device),
-        tokens=int(mask.sum()),
+        tokens=sum(len(s.input_ids) for s in seqs),
+        computed_tokens=p + int(mask.sum()),
     )

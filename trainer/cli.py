@@ -82,10 +82,11 @@ def _bench(args: argparse.Namespace) -> int:
 
     settings = resolved_settings()
     figures: dict[str, Any] = run(
-        settings, build_slot(settings), examples=args.examples, repeats=args.repeats, full_logits=args.full_logits
+        settings, build_slot(settings), examples=args.examples, repeats=args.repeats, steps=args.turns
     )
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
-    print(json.dumps({k: figures[k] for k in ("trainer_tokens_per_s", "peft_loop_tokens_per_s", "ratio")}))
+    last = ("trainer_tokens_per_s", "peft_loop_tokens_per_s", "ratio", "window_train_s", "peak_rss_mb")
+    print(json.dumps({k: figures[k] for k in last}))
     return 0
 
 
@@ -111,12 +112,10 @@ def register(commands: Any, benches: Any) -> None:
     rb.add_argument("version", type=int)
     rb.set_defaults(func=_rollback)
 
-    bt = benches.add_parser("trainer", help="the trainer's tokens/s on one window vs a plain PEFT loop")
-    bt.add_argument("--examples", type=int, default=32, help="examples in the window")
+    bt = benches.add_parser("trainer", help="the trainer on one window vs a plain PEFT loop; memory; window time")
+    bt.add_argument("--examples", type=int, default=16, help="examples in the compared window")
+    bt.add_argument("--turns", type=int, default=1, help="agent turns per example in the compared window")
     bt.add_argument("--repeats", type=int, default=3, help="rounds (one run per side each); medians count")
-    bt.add_argument(
-        "--full-logits", action="store_true", help="also time a plain loop that computes logits at every position"
-    )
     bt.set_defaults(func=_bench)
 
 

@@ -56,12 +56,17 @@ def advantages(rewards: Sequence[float], base: Sequence[float], eps: float = 1e-
     """``r - b`` divided by its root mean square over the window.
 
     Scale-only normalisation (no re-centering): centering on the window's mean would throw away
-    what the EMA baseline says (a window where every sample beat the running mean would teach
-    nothing). All-zero advantages stay zero.
+    what the EMA baseline says (a window where most samples beat the running mean teaches that).
+    A window whose rewards are all equal teaches nothing: its advantages are zero.
     """
     raw = [r - b for r, b in zip(rewards, base, strict=True)]
     if not raw:
         return []
+    if max(rewards) == min(rewards):
+        # No contrast inside the window (all failed, or all succeeded): against the running baseline
+        # every sample would get the same-signed advantage, and a stretch of all-0 rewards would
+        # push down every sampled token, window after window, until the adapter collapses.
+        return [0.0] * len(raw)
     rms = math.sqrt(sum(a * a for a in raw) / len(raw))
     return [a / (rms + eps) for a in raw] if rms > eps else [0.0] * len(raw)
 

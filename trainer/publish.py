@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 from producers.publisher import EventPublisher
@@ -68,7 +69,9 @@ class AdapterPublisher:
         # A version is never rewritten: look before uploading anything (one trainer owns a model).
         existing = self.store.manifest_or_none(model_id, version)
         if existing is None:
+            started = time.perf_counter()
             digests = self.store.upload_files(model_id, version, folder, example_ids)
+            metrics = {**metrics, "upload_s": time.perf_counter() - started}
             failpoint(self.settings, "after_upload", version)
             update = AdapterUpdate(
                 model_id=model_id,

@@ -22,6 +22,7 @@ from schemas.events import AdapterUpdate, TrainingExample
 from schemas.serde import decode
 from schemas.topics import TopicKey, topic_name
 from trainer.announce import Announcements
+from trainer.cpus import pin_threads, set_mmap_threshold
 from trainer.model import AdapterSlot, choose_device, load_base
 from trainer.publish import AdapterPublisher
 from trainer.settings import TrainerSettings
@@ -43,6 +44,9 @@ def build_slot(settings: TrainerSettings) -> AdapterSlot:
     if settings.base_model_path is None:
         raise ConfigurationError("MC_BASE_MODEL_PATH is not set (a Hugging Face causal-LM folder)")
     device = choose_device(settings.device)
+    if device.type == "cpu":
+        pin_threads(settings.cpus)
+        set_mmap_threshold(settings.mmap_threshold)
     base, tokenizer = load_base(settings.base_model_path, device)
     return AdapterSlot(base, tokenizer, settings, device)
 
@@ -195,8 +199,10 @@ class TrainerService:
                 model_id, window.opened_at, [window.examples[i] for i in keep], [window.records[i] for i in keep]
             )
         examples = window.examples
+        closed_at, t0 = time.time(), time.perf_counter()
         current = self.view.latest(model_id)
         self._load_parent(model_id, current)
+        parent_s = time.perf_counter() - t0
         baseline = current.metrics.get("reward_baseline") if current is not None else None
         result = self.trainer.train(examples, baseline)
         if not result.trained:
@@ -206,12 +212,18 @@ class TrainerService:
         version = state.next_version(current)
         folder = self.settings.work_dir / "out" / model_id / f"v{version}"
         shutil.rmtree(folder, ignore_errors=True)
+        t0 = time.perf_counter()
         self.slot.save(folder)
+        # Each part of the window's way to S3, measured on its own (the demo's freshness split).
+        metrics = {
+            **result.metrics,
+            "window_closed_at": closed_at,
+            "prepare_s": parent_s + result.metrics.get("batch_s", 0.0),
+            "save_s": time.perf_counter() - t0,
+        }
         parent = current.version if current is not None else 0
         ids = [ex.example_id for ex in examples]
-        outcome = self.publisher.publish(
-            model_id, version, parent, folder, window.training_window(), ids, result.metrics
-        )
+        outcome = self.publisher.publish(model_id, version, parent, folder, window.training_window(), ids, metrics)
         if outcome is None:  # v{version} was taken by another adapter: start over on top of it
             self.states.pop(model_id, None)
             if attempt >= _MAX_ATTEMPTS:

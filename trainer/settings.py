@@ -23,7 +23,7 @@ class TrainerSettings(ContractSettings):
     )
 
     # -- windows ----------------------------------------------------------------------------------
-    window_examples: int = Field(32, ge=1, description="a window closes after this many new examples")
+    window_examples: int = Field(16, ge=1, description="a window closes after this many new examples")
     window_seconds: float = Field(60.0, gt=0, description="... or this long after its first example")
     group_id: str = Field("mc-trainer", description="consumer group on training-examples")
     group_instance_id: str | None = Field(
@@ -32,10 +32,21 @@ class TrainerSettings(ContractSettings):
     session_timeout_ms: int = Field(45_000, ge=1000, description="how long the group waits for a dead trainer")
 
     # -- optimisation -----------------------------------------------------------------------------
-    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate")
-    steps_per_window: int = Field(2, ge=1, description="optimizer steps on each window")
-    micro_batch_size: int = Field(8, ge=1, description="sequences per forward pass (gradient accumulation)")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    steps_per_window: int = Field(1, ge=1, description="optimizer steps on each window")
+    micro_batch_size: int = Field(16, ge=1, description="most sequences per forward pass (gradient accumulation)")
+    micro_batch_tokens: int = Field(
+        4096,
+        ge=64,
+        description="most tokens one forward pass computes (shared prefix once, padding included): bounds "
+        "the activations kept for backward, so the trainer's memory does not grow with trajectory length",
+    )
     max_seq_len: int = Field(1024, ge=8, description="longer sequences keep their last tokens")
+    gradient_checkpointing: bool = Field(
+        True,
+        description="recompute the decoder layers in the backward pass: a fraction of the activation memory for "
+        "about a third more compute on the non-shared tokens",
+    )
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
     seed: int = 0
@@ -56,6 +67,17 @@ class TrainerSettings(ContractSettings):
 
     # -- runtime ----------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    mmap_threshold: int = Field(
+        2 * 1024 * 1024,
+        ge=0,
+        description="CPU training: glibc's M_MMAP_THRESHOLD in bytes (0 = glibc's own); a fixed threshold gives "
+        "freed activations back to the system, which bounds the peak RSS at some cost in page faults",
+    )
+    cpus: str = Field(
+        "auto",
+        description="CPU training: cores to compute on; auto = those no vLLM model worker on this machine is "
+        "bound to (all if none is), 'all', or a list like '1,2'",
+    )
     work_dir: Path = Field(Path(".mc/trainer"), description="local scratch: saved and downloaded adapters")
     publish_timeout_s: float = Field(60.0, gt=0, description="wait this long for the AdapterUpdate's ack")
     #: testing only: "STEP" or "STEP@VERSION"; the process SIGKILLs itself at that publication step

@@ -7,12 +7,16 @@ next attempt at that version overwrites (one trainer owns a model at a time: its
 
 ``examples.json`` (the trainer's own bookkeeping, not an adapter file) lists the example ids the
 version was trained on; the set of example ids a model was trained on is the union over its
-versions, which is how that set survives a SIGKILL.
+versions, which is how that set survives a SIGKILL. ``optimizer.safetensors`` (bookkeeping too, so
+not in the manifest's files, which every node downloads) holds AdamW's moments after the version;
+its sha256 travels as the object's metadata and is checked on download. A version without it (or
+with a damaged one) continues with a fresh optimizer.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -22,10 +26,13 @@ from schemas.events import AdapterUpdate
 from schemas.serde import decode, encode
 from schemas.settings import ContractSettings
 from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, adapter_uri, s3_client, sha256_file
+from trainer.model import OPTIMIZER_FILE
 
 __all__ = ["EXAMPLES_FILE", "AdapterStore"]
 
 EXAMPLES_FILE = "examples.json"
+
+_log = logging.getLogger(__name__)
 
 
 def _code(exc: Exception) -> str:
@@ -114,7 +121,26 @@ class AdapterStore:
                 tmp.unlink()
                 raise AdapterError(f"{update.model_id} v{update.version}: {name} does not match its sha256")
             tmp.replace(path)
+        self._download_optimizer(prefix, folder / OPTIMIZER_FILE)
         return folder
+
+    def _download_optimizer(self, prefix: str, path: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        path.unlink(missing_ok=True)  # never continue with the moments of another version
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=prefix + OPTIMIZER_FILE)
+            data, want = obj["Body"].read(), obj.get("Metadata", {}).get("sha256")
+        except (ClientError, BotoCoreError) as exc:
+            _log.info("%s%s not readable (%s): a fresh optimizer", prefix, OPTIMIZER_FILE, _code(exc) or exc)
+            return
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        if want is None or sha256_file(tmp) != want:
+            tmp.unlink()
+            _log.warning("%s%s does not match its sha256: a fresh optimizer", prefix, OPTIMIZER_FILE)
+            return
+        tmp.replace(path)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -128,6 +154,15 @@ class AdapterStore:
                 raise AdapterError(f"saving the adapter produced no {name}")
             digests[name] = sha256_file(path)
             self._call(f"uploading {prefix}{name}", self.client.put_object, Key=prefix + name, Body=path.read_bytes())
+        state = folder / OPTIMIZER_FILE
+        if state.exists():
+            self._call(
+                f"uploading {prefix}{OPTIMIZER_FILE}",
+                self.client.put_object,
+                Key=prefix + OPTIMIZER_FILE,
+                Body=state.read_bytes(),
+                Metadata={"sha256": sha256_file(state)},
+            )
         self._call(
             f"uploading {prefix}{EXAMPLES_FILE}",
             self.client.put_object,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from schemas.events import TrainingExample
-from trainer.batch import MicroBatch, build_sequences, collate, prompt_key
+from trainer.batch import MicroBatch, build_sequences, collate, pack, prompt_key
 from trainer.model import AdapterSlot, token_logprobs
 from trainer.objective import advantages, baselines, token_loss, update_baseline
 from trainer.settings import TrainerSettings
@@ -31,12 +31,12 @@ class WindowTrainer:
         self.slot = slot
 
     def batches(self, examples: Sequence[TrainingExample]) -> list[MicroBatch]:
-        """Sequences sorted by length (little padding), cut into micro-batches."""
-        seqs = build_sequences(examples, self.slot.tokenizer, self.settings.max_seq_len)
-        seqs.sort(key=lambda s: len(s.input_ids))
-        size = self.settings.micro_batch_size
+        """The window's sequences in micro-batches bounded by the tokens they compute."""
+        s = self.settings
+        seqs = build_sequences(examples, self.slot.tokenizer, s.max_seq_len)
         pad = int(self.slot.tokenizer.pad_token_id)
-        return [collate(seqs[i : i + size], pad, self.slot.device) for i in range(0, len(seqs), size)]
+        groups = pack(seqs, max_tokens=s.micro_batch_tokens, max_rows=s.micro_batch_size)
+        return [collate(group, pad, self.slot.device) for group in groups]
 
     def train(self, examples: Sequence[TrainingExample], baseline: float | None) -> TrainResult:
         import torch
@@ -51,27 +51,33 @@ class WindowTrainer:
             [ex.prediction.prediction_id for ex in examples],
             baseline,
         )
-        adv = torch.tensor(advantages(rewards, base), dtype=torch.float32, device=self.slot.device)
+        adv_list = advantages(rewards, base)
+        # No contrast (equal rewards): no step at all, since a step with a zero gradient would still
+        # replay the optimizer's momentum. The window still becomes a version (the same weights, the
+        # updated baseline), so every window is accounted for and versions keep flowing.
+        steps = s.steps_per_window if any(adv_list) else 0
+        adv = torch.tensor(adv_list, dtype=torch.float32, device=self.slot.device)
         batches = self.batches(examples)
-        total = sum(int(mb.target.sum()) for mb in batches)
+        total = sum(int(mb.next_ids.numel()) for mb in batches)
         if total == 0:
             return TrainResult(False, baseline)
+        batch_s = time.perf_counter() - started
         model = self.slot.model
         refs: list[torch.Tensor | None] = [None] * len(batches)
-        if s.kl_coef > 0:
+        if s.kl_coef > 0 and steps:
             # The base model's logprobs do not change during the window: one forward pass each.
             with torch.no_grad(), model.disable_adapter():
                 refs = [token_logprobs(model, mb) for mb in batches]
         model.train()
         params = self.slot.trainable()
-        opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
-        tokens = clipped = with_ratio = skipped = 0
+        opt = self.slot.optimizer()  # its moments carry over from the parent version's windows
+        tokens = computed = clipped = with_ratio = skipped = 0
         loss = pg = kl = grad_norm = 0.0
-        for _ in range(s.steps_per_window):
+        for _ in range(steps):
             opt.zero_grad(set_to_none=True)
             loss = pg = kl = 0.0
             for mb, ref in zip(batches, refs, strict=True):
-                logp = token_logprobs(model, mb)
+                logp = token_logprobs(model, mb, checkpoint=s.gradient_checkpointing)
                 part = token_loss(
                     logp,
                     adv[mb.example],
@@ -89,6 +95,7 @@ class WindowTrainer:
                 clipped += part.clipped
                 with_ratio += part.with_ratio
                 tokens += mb.tokens
+                computed += mb.computed_tokens
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm))
             if math.isfinite(grad_norm):
                 opt.step()
@@ -101,16 +108,20 @@ class WindowTrainer:
             "loss": loss,
             "pg_loss": pg,
             "clip_fraction": clipped / with_ratio if with_ratio else 0.0,
-            "ratio_tokens": float(with_ratio // s.steps_per_window),
+            "ratio_tokens": float(with_ratio // max(steps, 1)),
             "completion_tokens": float(total),
             "grad_norm": grad_norm if math.isfinite(grad_norm) else -1.0,  # metrics must be finite
             "skipped_steps": float(skipped),
-            "steps": float(s.steps_per_window),
+            "steps": float(steps),
+            "computed_tokens": float(computed // max(steps, 1)),
         }
         if s.kl_coef > 0:
             metrics["kl"] = kl
         if new_baseline is not None:
             metrics["reward_baseline"] = new_baseline
         seconds = time.perf_counter() - started
-        metrics["train_s"] = seconds  # in the manifest, so freshness can be split without reading logs
+        # In the manifest, so freshness can be split without reading logs: building the batch
+        # (tokenising) and the optimizer steps, each measured on its own.
+        metrics["batch_s"] = batch_s
+        metrics["train_s"] = seconds - batch_s
         return TrainResult(True, new_baseline, metrics, tokens, seconds)

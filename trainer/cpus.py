@@ -1,0 +1,89 @@
+"""How the trainer uses a CPU machine: which cores it computes on beside a vLLM server, and how
+the C allocator hands memory back.
+
+vLLM's CPU backend binds its model worker's OpenMP threads to cores of its own
+(``VLLM_CPU_OMP_THREADS_BIND=auto``: on a 2-core machine, core 0). A trainer whose OpenMP threads
+include that core runs each parallel region at the pace of its slowest thread, the one that shares
+the core with vLLM's worker: both slow down. By default the trainer therefore takes the cores no
+vLLM worker is bound to (all of them when there is no vLLM worker, or when it would leave none).
+
+glibc raises its mmap threshold as large blocks are freed, so the activations of one micro-batch
+(megabytes each) end up on the heap, where freed blocks stay resident: measured on a 16-example
+window, the process's peak RSS was 2.85 GB with the default against 2.10 GB with a fixed 1 MiB
+threshold (blocks above it are mapped and unmapped, at the cost of page faults: 10.5 s -> 13.4 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+__all__ = ["choose_cpus", "pin_threads", "set_mmap_threshold", "vllm_worker_cores"]
+
+_log = logging.getLogger(__name__)
+
+#: the process title vLLM's CPU model worker gives itself
+_WORKER_TITLE = "VLLM::Worker"
+
+
+def vllm_worker_cores(proc: Path = Path("/proc")) -> set[int]:
+    """Cores that vLLM model workers on this machine are bound to (empty when there are none)."""
+    cores: set[int] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != _WORKER_TITLE:
+                continue
+            cores |= os.sched_getaffinity(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return cores
+
+
+def choose_cpus(setting: str, available: set[int], busy: set[int]) -> set[int]:
+    """``setting``: "auto" (available minus busy, or all available if that leaves none), "all", or
+    a comma-separated list of core numbers (must be available)."""
+    if setting == "all":
+        return set(available)
+    if setting == "auto":
+        free = available - busy
+        return free or set(available)
+    try:
+        wanted = {int(x) for x in setting.split(",") if x.strip()}
+    except ValueError as exc:
+        raise ValueError(f"cpus must be 'auto', 'all' or a list like '1,2', not {setting!r}") from exc
+    if not wanted or not wanted <= available:
+        raise ValueError(f"cpus {sorted(wanted)} are not among the available {sorted(available)}")
+    return wanted
+
+
+def pin_threads(setting: str) -> set[int]:
+    """Bind this process to the chosen cores and use one torch thread per core."""
+    import torch
+
+    available = os.sched_getaffinity(0)
+    busy = vllm_worker_cores() if setting == "auto" else set()
+    cpus = choose_cpus(setting, available, busy)
+    os.sched_setaffinity(0, cpus)
+    torch.set_num_threads(len(cpus))
+    _log.info("training on cores %s (%d threads); vLLM workers on %s", sorted(cpus), len(cpus), sorted(busy) or "-")
+    return cpus
+
+
+def set_mmap_threshold(size: int) -> bool:
+    """glibc's ``M_MMAP_THRESHOLD`` (0 leaves the allocator alone); False where it cannot be set."""
+    if size <= 0:
+        return False
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-3, size))  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):  # not glibc
+        return False
