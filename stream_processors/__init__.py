@@ -2,7 +2,8 @@
 
 ``mc processor`` / ``python -m stream_processors`` runs one worker; the join's pure logic is in
 :mod:`stream_processors.join`, expiry in :mod:`stream_processors.expiry`, the faust wiring in
-:mod:`stream_processors.app`. faust is imported only when a worker is built.
+:mod:`stream_processors.app`, the topics a worker creates and waits for before it starts in
+:mod:`stream_processors.topics`. faust is imported only when a worker is built.
 """
 
 from stream_processors.app import ProcessorApp, create_app

@@ -16,12 +16,16 @@ def run_worker(settings: ProcessorSettings | None = None) -> int:
     from faust.worker import Worker
 
     from stream_processors.app import create_app
+    from stream_processors.topics import ensure_source_topics, ensure_worker_topics
 
     s = settings or ProcessorSettings()
     if s.processor_log_level.lower() != "debug":
         # aiokafka and faust build a debug record for every request: measurable at thousands/s.
         logging.disable(logging.DEBUG)
-    built = create_app(s)
+    n = ensure_source_topics(s)
+    built = create_app(s, partitions=n)
+    # Before any agent runs: every topic exists with its partitions in the metadata (issue #9).
+    ensure_worker_topics(built.app, s, n)
     worker = Worker(built.app, loglevel=s.processor_log_level, quiet=True)
     worker.execute_from_commandline()  # returns only when the worker stops
     return 0
