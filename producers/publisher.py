@@ -4,6 +4,8 @@ Guarantees: enable.idempotence + acks=all, so a retried send is never written tw
 and an acknowledged event is on every in-sync replica. Every publish returns a future that resolves
 with the record's partition and offset, or fails with :class:`DeliveryError`; failures nobody
 awaited are raised by the next ``flush()``/``close()``, so a failed delivery is never silent.
+Delivery reports are served between publishes on the publishing thread, or by a background thread
+when the app is not publishing (polling.py), so futures settle without the app's help.
 Partitioner is ``murmur2_random``, the Java client's, so the stream processor (aiokafka) and any
 Java consumer agree with us on which partition a key lives on.
 """
@@ -19,15 +21,24 @@ from types import TracebackType
 from typing import Any
 
 from producers.delivery import Delivery, DeliveryFuture
+from producers.polling import ReportPump
 from producers.settings import ProducerSettings
 from schemas.errors import DeliveryError, PublishError
 from schemas.events import Event, PredictionEvent, RewardEvent
 from schemas.serde import encode
-from schemas.topics import TopicKey, partition_key, topic_name
+from schemas.topics import KEY_FIELDS, TopicKey, partition_key, topic_name
 
 __all__ = ["EventPublisher", "producer_config"]
 
 _log = logging.getLogger(__name__)
+
+_ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the configured partitioner picks one
+
+
+def _publish_error(topic: str, exc: Exception) -> PublishError:
+    err = exc.args[0] if exc.args else exc
+    code = err.name() if hasattr(err, "name") else None
+    return PublishError(f"cannot publish to {topic}: {err}", code=code)
 
 
 def producer_config(settings: ProducerSettings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -60,28 +71,42 @@ class EventPublisher:
 
         self.settings = settings or ProducerSettings()
         self._producer = Producer(producer_config(self.settings, extra_config))
-        self._topics = {key: topic_name(key, self.settings) for key in TopicKey}
+        self._max_bytes = self.settings.max_event_bytes
+        # (topic name, key field) per topic, resolved once: hashing an enum member runs Python code
+        self._routes = {key: (topic_name(key, self.settings), KEY_FIELDS.get(key)) for key in TopicKey}
+        self._predictions = self._routes[TopicKey.PREDICTIONS]
+        self._rewards = self._routes[TopicKey.REWARDS]
         self._failures: list[tuple[str, bytes | None, str]] = []
         self._lock = threading.Lock()
+        self._on_failure = self._record_failure  # bound once: futures share it instead of one each
         self._closed = False
-        # Delivery callbacks only run inside poll(); a thread keeps them flowing without the app's help.
-        self._poller = threading.Thread(target=self._poll_loop, name="mc-publisher-poll", daemon=True)
-        self._poller.start()
+        # Delivery callbacks only run inside poll(): the pump serves them between publishes, or on its
+        # own thread while the app is not publishing (polling.py).
+        self._pump = ReportPump(self._producer)
+        self._unserved = 0  # publishes since the last inline poll (a race between threads only shifts it)
 
     # -- publishing -----------------------------------------------------------------------------
 
     def publish(self, topic: TopicKey, event: Event, *, key: bytes | None = None) -> DeliveryFuture:
         """Queue ``event`` for ``topic``; the future resolves once the broker acknowledged it."""
-        if self._closed:
-            raise PublishError("the publisher is closed")
-        value = encode(event, max_bytes=self.settings.max_event_bytes)
-        return self._produce(self._topics[topic], partition_key(topic, event) if key is None else key, value)
+        route = self._routes[topic]
+        if key is None and route[1] is None:
+            key = partition_key(topic, event)  # a topic without a key field: the contract's error
+        return self._publish(route, event, key)
 
     def publish_prediction(self, event: PredictionEvent) -> DeliveryFuture:
-        return self.publish(TopicKey.PREDICTIONS, event)
+        return self._publish(self._predictions, event, None)
 
     def publish_reward(self, event: RewardEvent) -> DeliveryFuture:
-        return self.publish(TopicKey.REWARDS, event)
+        return self._publish(self._rewards, event, None)
+
+    def _publish(self, route: tuple[str, str | None], event: Event, key: bytes | None) -> DeliveryFuture:
+        if self._closed:
+            raise PublishError("the publisher is closed")
+        value = encode(event, max_bytes=self._max_bytes)  # the one serialisation; raises EventTooLargeError
+        if key is None:  # partition_key(), without hashing the topic enum twice more
+            key = str(getattr(event, route[1])).encode()  # type: ignore[arg-type]  # publish() checked
+        return self._produce(route[0], key, value)
 
     async def apublish(self, topic: TopicKey, event: Event) -> Delivery:
         """Publish and wait for the acknowledgement without blocking the event loop."""
@@ -100,27 +125,36 @@ class EventPublisher:
         return self._produce(topic, key, value)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> DeliveryFuture:
-        future = DeliveryFuture(topic, key, self._record_failure)
-        on_delivery = future._on_delivery
-        deadline: float | None = None
+        # The future is also the message's on_delivery callable: one allocation per event (delivery.py).
+        future = DeliveryFuture(topic, key, self._on_failure)
+        try:
+            self._producer.produce(topic, value, key, _ANY_PARTITION, future)
+        except BufferError:
+            self._produce_when_room(topic, key, value, future)
+        except Exception as exc:  # KafkaException: e.g. message too large, unknown topic
+            raise _publish_error(topic, exc) from None
+        self._unserved += 1
+        if self._unserved >= self._pump.every:
+            self._unserved = 0
+            self._pump.serve_inline()
+        return future
+
+    def _produce_when_room(self, topic: str, key: bytes | None, value: bytes, future: DeliveryFuture) -> None:
+        """Local queue full: wait for deliveries to drain it, up to queue_full_timeout_s."""
+        deadline = time.monotonic() + self.settings.queue_full_timeout_s
         while True:
+            self._pump.poll(0.01)
             try:
-                self._producer.produce(topic, value, key, on_delivery=on_delivery)
-                return future
+                self._producer.produce(topic, value, key, _ANY_PARTITION, future)
+                return
             except BufferError:
-                # Local queue full: wait for deliveries to drain it, up to queue_full_timeout_s.
-                now = time.monotonic()
-                deadline = deadline or now + self.settings.queue_full_timeout_s
-                if now >= deadline:
+                if time.monotonic() >= deadline:
                     raise PublishError(
                         f"the producer queue stayed full for {self.settings.queue_full_timeout_s} s",
                         code="_QUEUE_FULL",
                     ) from None
-                self._producer.poll(0.01)
-            except Exception as exc:  # KafkaException: e.g. message too large, unknown topic
-                err = exc.args[0] if exc.args else exc
-                code = err.name() if hasattr(err, "name") else None
-                raise PublishError(f"cannot publish to {topic}: {err}", code=code) from None
+            except Exception as exc:
+                raise _publish_error(topic, exc) from None
 
     # -- flushing and closing -----------------------------------------------------------------
 
@@ -128,13 +162,9 @@ class EventPublisher:
         with self._lock:
             self._failures.append(failure)
 
-    def _poll_loop(self) -> None:
-        while not self._closed:
-            self._producer.poll(0.05)
-
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait for every queued event; raise :class:`DeliveryError` for any that failed since the last flush."""
-        remaining = self._producer.flush(timeout_s)
+        remaining = self._pump.flush(timeout_s)
         with self._lock:
             failures, self._failures[:] = list(self._failures), []
         if remaining:
@@ -156,7 +186,7 @@ class EventPublisher:
             self.flush(timeout_s)
         finally:
             self._closed = True
-            self._poller.join()
+            self._pump.stop()
 
     def __enter__(self) -> EventPublisher:
         return self

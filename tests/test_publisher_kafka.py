@@ -135,6 +135,32 @@ def test_failed_delivery_is_raised_never_silent(kafka) -> None:
         pub.publish_reward(RewardEvent(prediction_id="r", model_id="m", reward=1.0))
 
 
+def test_done_callbacks_may_publish_and_flush_without_aborting(topics) -> None:
+    """A poll nested in a delivery callback aborts confluent-kafka (CallState_get assertion); the
+    publisher's inline polls (every ``every`` publishes) and flush() must never nest one."""
+    settings = topics()
+    chained: list[Any] = []
+    refused: list[str | None] = []
+    with EventPublisher(settings) as pub:
+
+        def again(fut: Any) -> None:
+            for _ in range(pub._pump.every + 1):  # crosses an inline poll inside the callback
+                chained.append(
+                    pub.publish_reward(RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=0.0))
+                )
+            try:
+                pub.flush(1)
+            except PublishError as exc:
+                refused.append(exc.code)
+
+        for _ in range(3):  # several reports in one poll: the abort comes on the report after the nested poll
+            pub.publish_reward(RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=1.0)).add_done_callback(
+                again
+            )
+    assert refused == ["_REENTRANT_FLUSH"] * 3
+    assert len(chained) == 3 * (pub._pump.every + 1) and all(f.result(0).offset >= 0 for f in chained)
+
+
 def test_async_publish(topics) -> None:
     settings = topics()
 
