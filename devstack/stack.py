@@ -14,7 +14,7 @@ from devstack.settings import StackSettings
 from devstack.vllm import VllmServer
 from schemas.errors import StackError
 
-__all__ = ["COMPONENTS", "ComponentStatus", "Stack"]
+__all__ = ["COMPONENTS", "Component", "ComponentStatus", "Stack", "wait_healthy"]
 
 COMPONENTS = ("kafka", "s3", "vllm")
 
@@ -36,6 +36,27 @@ class ComponentStatus:
     detail: str
     pid: int | None
     log_file: str
+
+
+def wait_healthy(comp: Component, timeout_s: float, log: Callable[[str], None] = print) -> None:
+    """Poll ``comp`` until it is healthy; StackError (naming its log) if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    detail = ""
+    while time.monotonic() < deadline:
+        comp.prepare()
+        ok, detail = comp.healthy()
+        if ok:
+            log(f"{comp.name}: healthy ({detail})")
+            return
+        if comp.proc.exited_early() or (not comp.proc.running() and not comp.proc.pid_file.exists()):
+            break
+        time.sleep(1.0)
+    state = "exited" if not comp.proc.running() else f"not healthy after {timeout_s:.0f} s"
+    raise StackError(
+        f"{comp.name} {state}: {detail}; see its log: {comp.proc.log_file}",
+        component=comp.name,
+        log_file=str(comp.proc.log_file),
+    )
 
 
 class Stack:
@@ -72,26 +93,7 @@ class Stack:
                     log_file=str(comp.proc.log_file),
                 ) from exc
         for comp in comps:
-            self._wait_healthy(comp, log)
-
-    def _wait_healthy(self, comp: Component, log: Callable[[str], None]) -> None:
-        deadline = time.monotonic() + self.s.start_timeout_s
-        detail = ""
-        while time.monotonic() < deadline:
-            comp.prepare()
-            ok, detail = comp.healthy()
-            if ok:
-                log(f"{comp.name}: healthy ({detail})")
-                return
-            if comp.proc.exited_early() or (not comp.proc.running() and not comp.proc.pid_file.exists()):
-                break
-            time.sleep(1.0)
-        state = "exited" if not comp.proc.running() else f"not healthy after {self.s.start_timeout_s:.0f} s"
-        raise StackError(
-            f"{comp.name} {state}: {detail}; see its log: {comp.proc.log_file}",
-            component=comp.name,
-            log_file=str(comp.proc.log_file),
-        )
+            wait_healthy(comp, self.s.start_timeout_s, log)
 
     def down(self, names: Iterable[str] | None = None, *, log: Callable[[str], None] = print) -> None:
         # stop in reverse order: clients of Kafka first, the broker last

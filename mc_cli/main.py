@@ -20,6 +20,7 @@ __all__ = ["build_parser", "main"]
 
 #: modules that add commands; a part that does not ship one yet is skipped
 PART_CLIS = (
+    "devstack.cli",
     "stream_processors.cli",
     "trainer.cli",
     "inference.cli",

@@ -37,6 +37,14 @@ def test_stale_pid_record_is_not_trusted(tmp_path: Path) -> None:
     assert proc.pid() is None and not proc.pid_file.exists()
 
 
+def test_a_server_that_exits_at_once_is_not_running(tmp_path: Path) -> None:
+    """We are its parent: until reaped it is a zombie with its start time, and must not count as running."""
+    proc = ManagedProcess("quitter", tmp_path)
+    proc.start(["bash", "-c", "sleep 0.3; exit 3"])
+    time.sleep(1.0)
+    assert not proc.running() and not proc.pid_file.exists()
+
+
 def _mc(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*MC, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
 
