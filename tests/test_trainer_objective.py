@@ -8,7 +8,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainer.objective import advantages, baselines, token_loss, update_baseline  # noqa: E402
+from trainer.objective import (  # noqa: E402
+    advantages,
+    baselines,
+    scale_negatives,
+    token_loss,
+    token_scales,
+    update_baseline,
+)
 
 
 def test_ema_baseline_when_prompts_are_unique() -> None:
@@ -45,6 +52,13 @@ def test_advantages_scale_to_unit_rms_keep_sign_and_zero() -> None:
     assert advantages([1.0] * 4, [0.4] * 4) == [0.0] * 4
 
 
+def test_scale_negatives_keeps_positives_and_scales_the_rest() -> None:
+    adv = [1.5, -0.5, 0.0, -2.0]
+    assert scale_negatives(adv, 1.0) == adv
+    assert scale_negatives(adv, 0.25) == [1.5, -0.125, 0.0, -0.5]
+    assert scale_negatives(adv, 0.0) == [1.5, 0.0, 0.0, 0.0]
+
+
 def test_update_baseline() -> None:
     assert update_baseline(None, [1.0, 0.0], 0.9) == 0.5
     assert update_baseline(0.5, [1.0], 0.9) == pytest.approx(0.55)
@@ -60,7 +74,7 @@ def _loss(logp, adv, mu, has, **kw):
 def test_ratio_is_one_without_sampler_logprobs() -> None:
     logp = torch.tensor([-1.0, -2.0], requires_grad=True)
     out = token_loss(
-        logp, torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0]), torch.tensor([False, False]), total_tokens=2, clip=4.0
+        logp, torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0]), torch.tensor([False, False]), scale=1.0 / 2, clip=4.0
     )
     out.loss.backward()
     assert out.loss.item() == pytest.approx(1.5)  # -(1*-1 + 1*-2)/2
@@ -72,16 +86,16 @@ def test_truncated_importance_ratio_is_detached_and_clipped() -> None:
     # token 0: pi/mu = e^0.5 (kept), token 1: pi/mu = e^3 > 4 (clipped to 4)
     logp = torch.tensor([-1.0, -1.0], requires_grad=True)
     mu = torch.tensor([-1.5, -4.0])
-    out = token_loss(logp, torch.tensor([1.0, -1.0]), mu, torch.tensor([True, True]), total_tokens=4, clip=4.0)
+    out = token_loss(logp, torch.tensor([1.0, -1.0]), mu, torch.tensor([True, True]), scale=1.0 / 4, clip=4.0)
     out.loss.backward()
     assert logp.grad.tolist() == pytest.approx([-math.exp(0.5) / 4, 4.0 / 4])
     assert out.clipped == 1 and out.with_ratio == 2
 
 
 def test_window_token_count_normalises_micro_batches() -> None:
-    a = _loss([-1.0], [1.0], [0.0], [False], total_tokens=3, clip=4.0)
-    b = _loss([-1.0, -1.0], [1.0, 1.0], [0.0, 0.0], [False, False], total_tokens=3, clip=4.0)
-    whole = _loss([-1.0, -1.0, -1.0], [1.0] * 3, [0.0] * 3, [False] * 3, total_tokens=3, clip=4.0)
+    a = _loss([-1.0], [1.0], [0.0], [False], scale=1.0 / 3, clip=4.0)
+    b = _loss([-1.0, -1.0], [1.0, 1.0], [0.0, 0.0], [False, False], scale=1.0 / 3, clip=4.0)
+    whole = _loss([-1.0, -1.0, -1.0], [1.0] * 3, [0.0] * 3, [False] * 3, scale=1.0 / 3, clip=4.0)
     assert a.loss.item() + b.loss.item() == pytest.approx(whole.loss.item())
 
 
@@ -92,7 +106,7 @@ def test_kl_penalty_is_zero_at_the_reference_and_pulls_back_towards_it() -> None
         torch.zeros(2),
         torch.zeros(2),
         torch.tensor([False, False]),
-        total_tokens=2,
+        scale=1.0 / 2,
         clip=4.0,
         ref_logp=ref,
         kl_coef=0.5,
@@ -104,7 +118,7 @@ def test_kl_penalty_is_zero_at_the_reference_and_pulls_back_towards_it() -> None
         torch.zeros(2),
         torch.zeros(2),
         torch.tensor([False, False]),
-        total_tokens=2,
+        scale=1.0 / 2,
         clip=4.0,
         ref_logp=ref,
         kl_coef=0.5,
@@ -116,5 +130,16 @@ def test_kl_penalty_is_zero_at_the_reference_and_pulls_back_towards_it() -> None
 
 
 def test_kl_is_reported_but_not_added_with_zero_coefficient() -> None:
-    out = _loss([-0.5], [0.0], [0.0], [False], total_tokens=1, clip=4.0, ref_logp=torch.tensor([-1.0]), kl_coef=0.0)
+    out = _loss([-0.5], [0.0], [0.0], [False], scale=1.0 / 1, clip=4.0, ref_logp=torch.tensor([-1.0]), kl_coef=0.0)
     assert out.kl_sum > 0 and out.loss.item() == pytest.approx(0.0)
+
+
+def test_token_scales_weigh_examples_or_tokens_alike() -> None:
+    ex = [0, 0, 0, 0, 1, 2, 2]  # example 0 has 4 tokens, 1 has 1, 2 has 2
+    seq = token_scales(ex, 3, "sequences")
+    per_example = [sum(c for c, i in zip(seq, ex, strict=True) if i == k) for k in range(3)]
+    assert per_example == pytest.approx([1 / 3] * 3) and sum(seq) == pytest.approx(1.0)
+    assert token_scales(ex, 3, "tokens") == pytest.approx([1 / 7] * 7)
+    # an example without completion tokens takes no share
+    assert sum(token_scales([0, 0, 2], 3, "sequences")) == pytest.approx(1.0)
+    assert token_scales([], 2, "sequences") == [] and token_scales([], 2, "tokens") == []

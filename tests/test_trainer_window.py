@@ -152,7 +152,7 @@ def test_sequences_from_the_chat_template_and_from_recorded_tokens(tokenizer) ->
     assert sorted(mb.has_sampler.tolist()) == sorted([False] * seqs[0].completion_len + [True] * len(ids))
     # the shared prompt is computed once; right padding after each row's own suffix
     p_len = int(mb.prefix_ids.numel())
-    assert 8 <= p_len < start0 and mb.computed_tokens == p_len + sum(len(s.input_ids) - p_len for s in seqs)
+    assert 8 <= p_len < start0 and mb.computed_tokens == p_len + 2 * max(len(s.input_ids) - p_len for s in seqs)
     assert mb.tokens == sum(len(s.input_ids) for s in seqs)
     flat = mb.input_ids.reshape(-1)
     # the token at each target index's next position is the completion token it predicts
@@ -185,7 +185,26 @@ def test_a_trajectorys_turns_chain_into_one_sequence(tokenizer) -> None:
     groups = pack(seqs, max_tokens=2 * max(len(s.input_ids) for s in seqs), max_rows=16)
     assert sum(len(g) for g in groups) == 4 and len(groups) < 4  # the shared prefix lets 2+ rows fit
     assert [len(g) for g in pack(seqs, max_tokens=64, max_rows=16)] == [1, 1, 1, 1]
-    assert [len(g) for g in pack(seqs, max_tokens=100_000, max_rows=3)] == [3, 1]
+    three = pack(seqs, max_tokens=100_000, max_rows=3)
+    assert max(len(g) for g in three) <= 3 and sum(len(g) for g in three) == 4
+
+
+def test_packing_keeps_a_long_answer_from_padding_the_short_ones() -> None:
+    from trainer.batch import TokenSeq, _cost, pack
+
+    system = list(range(1000, 1180))  # a shared 180-token system prompt
+
+    def seq(i: int, answer: int) -> TokenSeq:
+        ids = [*system, 5000 + i, 5001 + i, *range(7000, 7000 + answer)]
+        return TokenSeq(ids, list(range(182, len(ids))), [None] * answer, i)
+
+    seqs = [seq(i, 160 if i % 5 == 0 else 30) for i in range(16)]
+    groups = pack(seqs, max_tokens=4096, max_rows=16)
+    assert sorted(s.example for g in groups for s in g) == list(range(16))
+    packed = sum(_cost(g) for g in groups)
+    assert packed < 0.6 * _cost(seqs)  # one group padded to the longest: 180 + 16 * 162
+    for g in groups:  # short and long answers end up apart
+        assert len({len(s.input_ids) for s in g}) == 1
 
 
 def test_public_surface_and_no_torch_on_import() -> None:

@@ -68,7 +68,7 @@ class MicroBatch:
     has_sampler: torch.Tensor  # [N] bool
     example: torch.Tensor  # [N] index of each token's example
     tokens: int  # tokens of the sequences as written (the throughput count; the prefix counts per row)
-    computed_tokens: int  # tokens the forward pass runs: the prefix once, plus the suffixes
+    computed_tokens: int  # tokens the forward pass runs: the prefix once, plus the padded suffixes
 
 
 def prompt_key(prediction: PredictionEvent) -> str:
@@ -180,22 +180,45 @@ def _cost(seqs: Sequence[TokenSeq]) -> int:
     return p + len(seqs) * (max(len(s.input_ids) for s in seqs) - p)
 
 
+def _partition(order: Sequence[TokenSeq], max_tokens: int, max_rows: int) -> tuple[int, list[list[TokenSeq]]]:
+    """The cheapest split of ``order`` into contiguous groups within the limits: (cost, groups).
+
+    Dynamic programming over the cut points; a group's cost is what its forward pass computes (its
+    shared prefix once, every row padded to its longest suffix).
+    """
+    n = len(order)
+    best: list[tuple[int, int]] = [(0, 0)] + [(1 << 62, 0)] * n  # (cost of the first j, start of the last group)
+    for j in range(1, n + 1):
+        for i in range(j - 1, max(j - max_rows, 0) - 1, -1):
+            cost = _cost(order[i:j])
+            if cost > max_tokens and j - i > 1:
+                break  # longer groups only cost more
+            if best[i][0] + cost < best[j][0]:
+                best[j] = (best[i][0] + cost, i)
+    groups: list[list[TokenSeq]] = []
+    j = n
+    while j > 0:
+        i = best[j][1]
+        groups.append(list(order[i:j]))
+        j = i
+    return best[n][0], groups[::-1]
+
+
 def pack(seqs: Sequence[TokenSeq], *, max_tokens: int, max_rows: int) -> list[list[TokenSeq]]:
     """Groups of sequences, each computing at most ``max_tokens`` tokens (padding included; a
-    sequence longer than that is a group of its own) and holding at most ``max_rows`` rows.
+    sequence longer than that is a group of its own) and holding at most ``max_rows`` rows, split
+    where that computes the fewest tokens in all.
 
-    Sorting by token ids puts sequences with a common prefix next to each other.
+    Two orders are tried: by token ids (sequences with a common prefix next to each other) and by
+    length within that (rows of a group padded to similar lengths); one long answer in a window of
+    short ones would otherwise pad every row of its group to its length (3x the tokens, measured on
+    the demo's windows).
     """
-    groups: list[list[TokenSeq]] = []
-    current: list[TokenSeq] = []
-    for seq in sorted(seqs, key=lambda s: s.input_ids):
-        if current and (len(current) >= max_rows or _cost([*current, seq]) > max_tokens):
-            groups.append(current)
-            current = []
-        current.append(seq)
-    if current:
-        groups.append(current)
-    return groups
+    if not seqs:
+        return []
+    by_ids = sorted(seqs, key=lambda s: s.input_ids)
+    by_len = sorted(seqs, key=lambda s: (len(s.input_ids), s.input_ids))
+    return min((_partition(order, max_tokens, max_rows) for order in (by_ids, by_len)), key=lambda r: r[0])[1]
 
 
 def collate(seqs: Sequence[TokenSeq], pad_id: int, device: torch.device) -> MicroBatch:
@@ -230,5 +253,5 @@ def collate(seqs: Sequence[TokenSeq], pad_id: int, device: torch.device) -> Micr
         has_sampler=torch.tensor(has, dtype=torch.bool, device=device),
         example=torch.tensor(example, dtype=torch.long, device=device),
         tokens=sum(len(s.input_ids) for s in seqs),
-        computed_tokens=p + int(mask.sum()),
+        computed_tokens=p + len(seqs) * width,
     )

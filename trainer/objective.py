@@ -9,7 +9,14 @@ ratio min(pi_theta/mu, C), detached (truncated IS, as in IMPALA/V-trace). Per wi
     A_i   = (r_i - b_i) / sqrt(mean_j (r_j - b_j)^2)       b_i: LOO mean or EMA baseline
     w_t   = sg(min(exp(logp_t - mu_t), C))                  1 when mu is missing
     kl_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1      (k3 estimator, ref = adapter disabled)
-    L     = (1/T) sum_t [ -w_t A_i(t) logp_t + beta kl_t ]  T: assistant tokens in the window
+    L     = sum_t c_t [ -w_t A_i(t) logp_t + beta kl_t ]
+
+with c_t = 1/(N T_i(t)) (``sequences``, the default: each of the window's N examples weighs the same,
+its T_i completion tokens share it) or c_t = 1/T (``tokens``: every completion token of the window
+weighs the same). Measured in the live demo (README): with per-token weights the long failed answers
+(up to the token limit, against ~30 tokens for a right one) carried most of the gradient even at a
+success rate of 0.8; pushing their tokens down flattened the policy, answers grew to the limit and the
+reward collapsed, with or without the KL penalty.
 """
 
 from __future__ import annotations
@@ -18,12 +25,24 @@ import math
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TokenLoss", "advantages", "baselines", "token_loss", "update_baseline"]
+__all__ = [
+    "LossNormalization",
+    "TokenLoss",
+    "advantages",
+    "baselines",
+    "scale_negatives",
+    "token_loss",
+    "token_scales",
+    "update_baseline",
+]
+
+#: how the window's completion tokens share the loss (see the module's docstring)
+LossNormalization = Literal["sequences", "tokens"]
 
 
 def baselines(
@@ -71,6 +90,24 @@ def advantages(rewards: Sequence[float], base: Sequence[float], eps: float = 1e-
     return [a / (rms + eps) for a in raw] if rms > eps else [0.0] * len(raw)
 
 
+def scale_negatives(adv: Sequence[float], weight: float) -> list[float]:
+    """Negative advantages times ``weight`` (0: learn from the better-than-baseline samples only,
+    advantage-weighted fine-tuning; 1: the plain policy gradient)."""
+    return [a if a > 0 else a * weight for a in adv]
+
+
+def token_scales(example_of_token: Sequence[int], examples: int, normalization: LossNormalization) -> list[float]:
+    """c_t for each completion token of the window, given the index of its example."""
+    if normalization == "tokens":
+        return [1.0 / len(example_of_token)] * len(example_of_token) if example_of_token else []
+    counts: dict[int, int] = defaultdict(int)
+    for i in example_of_token:
+        counts[i] += 1
+    # examples without completion tokens (nothing to learn from) do not dilute the others
+    present = len(counts) if counts else max(examples, 1)
+    return [1.0 / (present * counts[i]) for i in example_of_token]
+
+
 def update_baseline(ema: float | None, rewards: Sequence[float], decay: float) -> float | None:
     """The EMA baseline after a window (initialised with the first window's mean)."""
     if not rewards:
@@ -81,11 +118,11 @@ def update_baseline(ema: float | None, rewards: Sequence[float], decay: float) -
 
 @dataclass(frozen=True)
 class TokenLoss:
-    """The loss of some tokens (already divided by the window's token count) and its parts, summed."""
+    """The loss of some tokens (already weighted by c_t) and its parts, summed."""
 
     loss: torch.Tensor
-    pg_sum: float  # sum over tokens of -w A logp / T
-    kl_sum: float  # sum over tokens of kl_t / T
+    pg_sum: float  # sum over tokens of -c w A logp
+    kl_sum: float  # sum over tokens of c kl
     clipped: int  # tokens whose ratio was truncated
     with_ratio: int  # tokens that had a sampler logprob
 
@@ -96,7 +133,7 @@ def token_loss(
     sampler_logp: torch.Tensor,
     has_sampler: torch.Tensor,
     *,
-    total_tokens: int,
+    scale: torch.Tensor | float,
     clip: float,
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
@@ -104,8 +141,8 @@ def token_loss(
     """The objective on a flat set of assistant tokens (all 1-D, same length).
 
     ``logp``: log pi_theta of each token (with grad); ``adv``: its example's advantage;
-    ``sampler_logp``/``has_sampler``: mu where recorded. Dividing by the window's total token count
-    (not this micro-batch's) makes gradient accumulation over micro-batches exact.
+    ``sampler_logp``/``has_sampler``: mu where recorded; ``scale``: c_t, computed over the whole window
+    (not this micro-batch), which makes gradient accumulation over micro-batches exact.
     """
     import torch
 
@@ -113,12 +150,12 @@ def token_loss(
         ratio = torch.exp(logp.detach() - sampler_logp)
         weight = torch.where(has_sampler, torch.clamp(ratio, max=clip), torch.ones_like(ratio))
         clipped = int((has_sampler & (ratio > clip)).sum())
-    pg = -(weight * adv * logp).sum() / total_tokens
+    pg = -(scale * weight * adv * logp).sum()
     loss = pg
     kl_value = 0.0
     if ref_logp is not None:
         diff = ref_logp - logp
-        kl = (torch.exp(diff) - diff - 1.0).sum() / total_tokens
+        kl = (scale * (torch.exp(diff) - diff - 1.0)).sum()
         kl_value = float(kl.detach())
         if kl_coef > 0:
             loss = loss + kl_coef * kl

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.settings import ContractSettings
+from trainer.objective import LossNormalization
 
 __all__ = ["TrainerSettings"]
 
@@ -61,7 +62,23 @@ class TrainerSettings(ContractSettings):
     )
 
     # -- objective --------------------------------------------------------------------------------
-    kl_coef: float = Field(0.0, ge=0, description="weight of the KL penalty to the base model (adapter off)")
+    kl_coef: float = Field(
+        0.1,
+        ge=0,
+        description="weight of the KL penalty to the base model (adapter off; one more forward pass per window)",
+    )
+    loss_normalization: LossNormalization = Field(
+        "sequences",
+        description="sequences: every example of a window weighs the same, its tokens share it; tokens: every "
+        "completion token weighs the same (long answers weigh more)",
+    )
+    negative_weight: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="scale of the negative advantages (worse-than-baseline samples): 1 = policy gradient, "
+        "0 = fine-tune on the better-than-baseline samples only",
+    )
     ratio_clip: float = Field(4.0, ge=1, description="C in min(pi_theta/mu, C)")
     baseline_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay of the per-model reward baseline")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from schemas.events import TrainingExample
 from trainer.batch import MicroBatch, build_sequences, collate, pack, prompt_key
 from trainer.model import AdapterSlot, token_logprobs
-from trainer.objective import advantages, baselines, token_loss, update_baseline
+from trainer.objective import advantages, baselines, scale_negatives, token_loss, token_scales, update_baseline
 from trainer.settings import TrainerSettings
 
 __all__ = ["TrainResult", "WindowTrainer"]
@@ -51,7 +51,7 @@ class WindowTrainer:
             [ex.prediction.prediction_id for ex in examples],
             baseline,
         )
-        adv_list = advantages(rewards, base)
+        adv_list = scale_negatives(advantages(rewards, base), s.negative_weight)
         # No contrast (equal rewards): no step at all, since a step with a zero gradient would still
         # replay the optimizer's momentum. The window still becomes a version (the same weights, the
         # updated baseline), so every window is accounted for and versions keep flowing.
@@ -61,6 +61,13 @@ class WindowTrainer:
         total = sum(int(mb.next_ids.numel()) for mb in batches)
         if total == 0:
             return TrainResult(False, baseline)
+        # c_t of every token, computed over the whole window, then split back into the micro-batches
+        flat = token_scales([i for mb in batches for i in mb.example.tolist()], len(examples), s.loss_normalization)
+        scales, at = [], 0
+        for mb in batches:
+            n = int(mb.next_ids.numel())
+            scales.append(torch.tensor(flat[at : at + n], dtype=torch.float32, device=self.slot.device))
+            at += n
         batch_s = time.perf_counter() - started
         model = self.slot.model
         refs: list[torch.Tensor | None] = [None] * len(batches)
@@ -76,14 +83,14 @@ class WindowTrainer:
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
             loss = pg = kl = 0.0
-            for mb, ref in zip(batches, refs, strict=True):
+            for mb, ref, scale in zip(batches, refs, scales, strict=True):
                 logp = token_logprobs(model, mb, checkpoint=s.gradient_checkpointing)
                 part = token_loss(
                     logp,
                     adv[mb.example],
                     mb.sampler_logp,
                     mb.has_sampler,
-                    total_tokens=total,
+                    scale=scale,
                     clip=s.ratio_clip,
                     ref_logp=ref,
                     kl_coef=s.kl_coef,
