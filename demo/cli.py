@@ -1,4 +1,5 @@
-"""``mc demo``: the end-to-end learning demo (what ``make demo`` runs)."""
+"""``mc demo``: the end-to-end learning demo (what ``make demo`` runs); ``mc bench learn``: the live
+loop over several tasks and seeds (:mod:`demo.bench_learn`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["register"]
@@ -44,7 +46,78 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(text: str | None, default: Sequence[str]) -> list[str]:
+    if text is None:
+        return list(default)
+    return [] if text.strip() in ("", "none") else [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _bench_learn(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from demo.bench_base import measure_base
+    from demo.bench_cases import CASES
+    from demo.bench_learn import plan_runs, run_bench
+    from demo.bench_tasks import BENCH_TASKS, make_task
+    from demo.settings import DemoSettings
+
+    tasks = _split(args.tasks, BENCH_TASKS)
+    try:
+        specs = [make_task(name) for name in tasks]  # an unknown name fails before anything starts
+    except ValueError as exc:
+        print(f"mc bench learn: {exc}", file=sys.stderr)
+        return 2
+    settings = DemoSettings(demo_minutes=args.minutes)
+    if args.base:
+        for spec in specs:
+            sc = asyncio.run(measure_base(spec, settings, args.base))
+            print(json.dumps({"task": spec.name, "base": sc.mean, "ci_half_width": sc.half_width, "n": sc.n}))
+        return 0
+    cases = _split(args.cases, () if args.quick else CASES)
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        print(f"mc bench learn: unknown case(s) {sorted(unknown)}; choose from {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    seeds = 1 if args.quick else args.seeds
+    runs = plan_runs(tasks, seeds, cases, args.case_task, args.case_seeds)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        line = run_bench(runs, settings, Path(args.out_dir), stretch_windows=args.stretch_windows)
+    except KeyboardInterrupt:
+        print("mc bench learn: interrupted; its processes are stopped", file=sys.stderr)
+        return 130
+    print(json.dumps(line))  # the last line: one JSON object
+    return 0
+
+
+def _register_bench(benches: Any) -> None:
+    b = benches.add_parser(
+        "learn", help="the live loop on several tasks and seeds: base vs last versions' reward, rise with 95% CI"
+    )
+    b.add_argument("--tasks", help="comma-separated tasks (default: arithmetic,shop,lists)")
+    b.add_argument("--seeds", type=int, default=3, help="seeds per task (default 3)")
+    b.add_argument("--quick", action="store_true", help="one seed per task and no robustness cases")
+    b.add_argument("--minutes", type=float, default=8.0, help="each run, start-up to teardown (default 8)")
+    b.add_argument("--cases", help="robustness cases, comma-separated: noise,zeros,ones (default: all; quick: none)")
+    b.add_argument("--case-task", dest="case_task", default="arithmetic", help="the task the cases run on")
+    b.add_argument("--case-seeds", dest="case_seeds", type=int, default=1, help="seeds per case (default 1)")
+    b.add_argument(
+        "--stretch-windows",
+        dest="stretch_windows",
+        type=int,
+        default=2,
+        help="zeros/ones: the first K windows' sent rewards are constant (default 2)",
+    )
+    b.add_argument("--out-dir", dest="out_dir", default=".mc/bench", help="results and run folders (.mc/bench)")
+    b.add_argument(
+        "--base", type=int, metavar="N", help="only measure each task's base-model reward on N prompts (no training)"
+    )
+    b.set_defaults(func=_bench_learn)
+
+
 def register(commands: Any, benches: Any) -> None:
+    _register_bench(benches)
     p = commands.add_parser(
         "demo", help="the live learning loop: new prompts on the live adapter, rewards, training, hot-swaps"
     )

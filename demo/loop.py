@@ -67,8 +67,10 @@ class _Loop(Generic[TaskT]):
         on_row: Callable[[VersionRow], None],
         on_sample: Callable[[Sample], None],
         log: Callable[[str], None],
+        sent_reward: Callable[[Sample], float] | None = None,
     ) -> None:
         self.spec, self.s, self.model, self.feed = spec, settings, model, feed
+        self.sent_reward = sent_reward
         self.deadline, self.check_alive = deadline, check_alive
         self.on_row, self.on_sample, self.log = on_row, on_sample, log
         self.res = LiveResults(window)
@@ -110,7 +112,8 @@ class _Loop(Generic[TaskT]):
         # An answered prediction gets its reward, as in production; the send is shielded from the
         # end-of-run cancellation (cancelling a publish mid-flight buys nothing, and it upsets the
         # SDK publisher's delivery thread). It is awaited before the loop returns.
-        sending = asyncio.ensure_future(send_reward(self.model, response, sample, self.spec.name))
+        sent = None if self.sent_reward is None else self.sent_reward(sample)
+        sending = asyncio.ensure_future(send_reward(self.model, response, sample, self.spec.name, sent))
         self.sending.add(sending)
         sending.add_done_callback(self._sent)
         with contextlib.suppress(Exception):  # handled by _sent
@@ -266,12 +269,15 @@ async def run_live_loop(
     on_row: Callable[[VersionRow], None] = lambda row: None,
     on_sample: Callable[[Sample], None] = lambda sample: None,
     log: Callable[[str], None] = print,
+    sent_reward: Callable[[Sample], float] | None = None,
 ) -> LiveResults:
     """Serve ``spec``'s prompts live on ``model`` (the SDK model of a running stack) until
     ``deadline`` (``time.monotonic()`` seconds, teardown included) or ``demo_max_versions``.
 
     ``feed`` says which versions went live; ``window`` is the trainer's window size (pacing only);
     ``check_alive`` raises when a part died; rows go to ``on_row`` as each version's traffic ends.
+    ``sent_reward`` (robustness benchmarks): the reward to send for a sample, in the order answers
+    come; the sample keeps the spec's true reward, which is what the loop measures.
     """
-    loop = _Loop(spec, settings, model, feed, window, deadline, check_alive, on_row, on_sample, log)
+    loop = _Loop(spec, settings, model, feed, window, deadline, check_alive, on_row, on_sample, log, sent_reward)
     return await loop.run()

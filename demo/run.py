@@ -41,7 +41,7 @@ from maximum_continual import MaximumContinual
 from producers.admin import ensure_topics
 from schemas.settings import ContractSettings
 
-__all__ = ["LiveRun", "run_demo", "run_live"]
+__all__ = ["LiveRun", "run_demo", "run_live", "trainer_window"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _delete_topics(settings: ContractSettings, run_id: str) -> None:
             fut.exception()
 
 
-def _trainer_window() -> int:
+def trainer_window() -> int:
     """The window size the trainer runs with (its default, or MC_WINDOW_EXAMPLES, which the
     trainer process inherits): read to pace generation, never passed to the trainer."""
     from trainer import TrainerSettings
@@ -86,10 +86,15 @@ def vllm_requests_running(vllm_url: str) -> float | None:
 
 
 def run_live(
-    spec: TaskSpec[TaskT], settings: DemoSettings, log: Callable[[str], None] = print, label: str = "demo"
+    spec: TaskSpec[TaskT],
+    settings: DemoSettings,
+    log: Callable[[str], None] = print,
+    label: str = "demo",
+    sent_reward: Callable[[Sample], float] | None = None,
 ) -> LiveRun:
     """Start the parts, run the live loop on ``spec`` within ``demo_minutes``, stop everything,
-    write ``results.json`` and ``reward.png`` into the run's folder."""
+    write ``results.json`` and ``reward.png`` into the run's folder. ``sent_reward``: see
+    :func:`demo.loop.run_live_loop` (the measurement stays the spec's reward)."""
     s = settings
     started = time.monotonic()
     deadline = started + s.demo_minutes * 60  # start-up and teardown count
@@ -97,7 +102,7 @@ def run_live(
     run_dir = s.demo_state_dir / ids.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     contract = _contract(s, ids)
-    window = _trainer_window()
+    window = trainer_window()
     ensure_topics(contract)
     parts = Parts(s, ids, run_dir)
     log(f"{label} run {ids.run_id}: model_id {ids.model_id}, topics {ids.topic_prefix}*, logs in {run_dir}/logs")
@@ -126,6 +131,7 @@ def run_live(
                     on_row=lambda row: tqdm.write(format_row(row)),
                     on_sample=on_sample,
                     log=tqdm.write,
+                    sent_reward=sent_reward,
                 )
             )
     finally:

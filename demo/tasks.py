@@ -9,7 +9,7 @@ executor into :class:`FinalAnswer`; the reward is 1.0 for the right number, else
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from maximum_continual.system_prompt import render_example
 
-__all__ = ["ArithmeticTask", "FinalAnswer", "Task", "reward", "system_prompt", "task_stream"]
+__all__ = ["ArithmeticTask", "FinalAnswer", "Task", "distinct", "reward", "system_prompt", "task_stream"]
 
 
 class FinalAnswer(BaseModel):
@@ -84,15 +84,27 @@ def _make(rng: random.Random) -> Task:
     return Task(f"{name} has {a} {box} with {b} {item} in each. How many {item} does {name} have?", a * b, kind)
 
 
+def distinct(make: Callable[[random.Random], Task], seed: str, *, max_misses: int = 100_000) -> Iterator[Task]:
+    """An endless stream of ``make(rng)`` (``rng`` seeded with ``seed``), each question text once;
+    raises RuntimeError once ``max_misses`` draws in a row repeated a question (the templates ran out)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    misses = 0
+    while True:
+        task = make(rng)
+        if task.question in seen:
+            misses += 1
+            if misses >= max_misses:
+                raise RuntimeError(f"no new question in {max_misses} draws after {len(seen)}: the templates ran out")
+            continue
+        misses = 0
+        seen.add(task.question)
+        yield task
+
+
 def task_stream(seed: int = 0) -> Iterator[Task]:
     """An endless stream of distinct problems (a text seen before is skipped)."""
-    rng = random.Random(f"live:{seed}")
-    seen: set[str] = set()
-    while True:
-        task = _make(rng)
-        if task.question not in seen:
-            seen.add(task.question)
-            yield task
+    return distinct(_make, f"live:{seed}")
 
 
 def reward(task: Task, final_response: BaseModel | None) -> float:

@@ -76,6 +76,10 @@ async def answer(
     return sample, response
 
 
-async def send_reward(model: Predictor, response: PredictionResponseT, sample: Sample, source: str) -> None:
-    """One RewardEvent for the prediction (acknowledged by Kafka when this returns)."""
-    await model.aupdate([PredictionResponseWithRewardT(prediction=response, reward=sample.reward, source=source)])
+async def send_reward(
+    model: Predictor, response: PredictionResponseT, sample: Sample, source: str, reward: float | None = None
+) -> None:
+    """One RewardEvent for the prediction (acknowledged by Kafka when this returns): ``reward``, or
+    the sample's own when it is None (a benchmark may send another reward than it measures)."""
+    sent = sample.reward if reward is None else reward
+    await model.aupdate([PredictionResponseWithRewardT(prediction=response, reward=sent, source=source)])

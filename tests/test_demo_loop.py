@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from demo.loop import LiveResults, run_live_loop
 from demo.observe import LiveVersion
 from demo.report import VersionRow
 from demo.settings import DemoSettings
+from demo.workload import Sample
 from maximum_continual import MessageT, PredictionResponseT, PredictionResponseWithRewardT
 from schemas.errors import StackError
 
@@ -64,6 +65,7 @@ class FakeStack:
         self.lock = threading.Lock()
         self.live = 0
         self.rewards: list[tuple[float, int]] = []  # (time, version that answered)
+        self.sent: list[float] = []  # the reward values sent, in order
         self.consumed = 0
         self.training_until: float | None = None
         self.started = 0
@@ -106,6 +108,7 @@ class FakeStack:
             for p in predictions:
                 assert p.prediction.metadata is not None
                 self.rewards.append((time.time(), int(p.prediction.metadata["adapter_version"])))
+                self.sent.append(p.reward)
 
     # -- the trainer and the node -----------------------------------------------------------------
 
@@ -125,7 +128,9 @@ class FakeStack:
         return out
 
 
-def _run(stack: FakeStack, budget_s: float, **settings: Any) -> tuple[LiveResults, list[VersionRow], float]:
+def _run(
+    stack: FakeStack, budget_s: float, sent_reward: Callable[[Sample], float] | None = None, **settings: Any
+) -> tuple[LiveResults, list[VersionRow], float]:
     s = DemoSettings(
         demo_teardown_s=0.0,
         demo_cycle_guess_s=settings.pop("demo_cycle_guess_s", 0.5),
@@ -144,6 +149,7 @@ def _run(stack: FakeStack, budget_s: float, **settings: Any) -> tuple[LiveResult
             deadline=t0 + budget_s,
             on_row=rows.append,
             log=lambda line: None,
+            sent_reward=sent_reward,
         )
     )
     return results, rows, time.monotonic() - t0
@@ -247,3 +253,23 @@ def test_a_dead_part_fails_the_run():
                 CountingTask(), s, model=stack, feed=stack, window=W, deadline=time.monotonic() + 5, check_alive=dead
             )
         )
+
+
+def test_sent_reward_changes_what_is_sent_not_what_is_measured():
+    stack = FakeStack()
+    sent_for: list[float] = []
+
+    def sent_reward(sample: Sample) -> float:
+        sent_for.append(sample.reward)
+        return 1.0 - sample.reward
+
+    results, _, _ = _run(stack, 2.5, sent_reward=sent_reward)
+    assert results.samples and all(s.reward == pytest.approx(s.version / 10) for s in results.samples)
+    assert sorted(stack.sent) == sorted(1.0 - r for r in sent_for)
+    assert len(stack.sent) == len(results.samples)
+
+
+def test_without_sent_reward_the_true_reward_is_sent():
+    stack = FakeStack()
+    results, _, _ = _run(stack, 2.0)
+    assert sorted(stack.sent) == sorted(s.reward for s in results.samples)
