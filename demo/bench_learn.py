@@ -96,7 +96,7 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
 
 def format_table(results: dict[str, TaskResult]) -> list[str]:
     """One line per task: runs, base and last (prompts), rise [95% CI], examples to +0.2, seed rises."""
-    head = f"{'task':<18} {'runs':>4} {'base (n)':>13} {'last (n)':>13} {'rise [95% CI]':>24} {'ex→+0.2':>8}  seeds"
+    head = f"{'task':<18} {'runs':>4} {'base (n)':>13} {'last (n)':>13} {'rise [95% CI]':>24} {'ex to 0.2':>9}  seeds"
     lines = [head]
     for name, r in results.items():
         line = r.line
@@ -105,7 +105,7 @@ def format_table(results: dict[str, TaskResult]) -> list[str]:
         seeds = " ".join(_num(x, "+.2f") for x in r.seed_rises)
         lines.append(
             f"{name:<18} {line['runs']:>4} {_num(r.base.mean) + f' ({r.base.n})':>13} "
-            f"{_num(r.last.mean) + f' ({r.last.n})':>13} {rise:>24} {_num(line['examples_to_0_2'], '.0f'):>8}  {seeds}"
+            f"{_num(r.last.mean) + f' ({r.last.n})':>13} {rise:>24} {_num(line['examples_to_0_2'], '.0f'):>9}  {seeds}"
         )
     return lines
 
@@ -124,29 +124,30 @@ def run_bench(
     started = time.monotonic()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     settings = settings.model_copy(update={"demo_state_dir": out_dir / f"learn-{stamp}"})
+    out_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[RunOutcome] = []
+    results: dict[str, TaskResult] = {}
+    last: dict[str, Any] = {}
     for i, planned in enumerate(runs, 1):
         log(f"== run {i}/{len(runs)}: {planned.label}, seed {planned.seed}, {settings.demo_minutes:g} min")
         outcome = run(planned, settings, stretch_windows=stretch_windows, log=log)
         outcomes.append(outcome)
         log(f"== {json.dumps(outcome.as_dict())}")
-    by_task: dict[str, list[RunOutcome]] = {}
-    for o in outcomes:
-        by_task.setdefault(o.task, []).append(o)
-    results = {name: pool(group) for name, group in by_task.items()}
+        by_task: dict[str, list[RunOutcome]] = {}
+        for o in outcomes:
+            by_task.setdefault(o.task, []).append(o)
+        results = {name: pool(group) for name, group in by_task.items()}
+        minutes = round((time.monotonic() - started) / 60, 2)
+        last = {"tasks": {name: r.line for name, r in results.items()}, "minutes": minutes}
+        data = {  # written after every run: an interrupted benchmark keeps what it measured
+            "result": last,
+            "complete": i == len(runs),
+            "runs": [o.as_dict() for o in outcomes],
+            "minutes_per_run": settings.demo_minutes,
+            "stretch_windows": stretch_windows,
+            "settings": json.loads(settings.model_dump_json()),
+        }
+        (out_dir / f"learn-{stamp}.json").write_text(json.dumps(data, indent=2))
     for line in format_table(results):
         log(line)
-    last = {
-        "tasks": {name: r.line for name, r in results.items()},
-        "minutes": round((time.monotonic() - started) / 60, 2),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = {
-        "result": last,
-        "runs": [o.as_dict() for o in outcomes],
-        "minutes_per_run": settings.demo_minutes,
-        "stretch_windows": stretch_windows,
-        "settings": json.loads(settings.model_dump_json()),
-    }
-    (out_dir / f"learn-{stamp}.json").write_text(json.dumps(data, indent=2))
     return last

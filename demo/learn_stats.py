@@ -26,7 +26,7 @@ from typing import Any
 from demo.observe import LiveVersion
 from demo.stats import Score, rise, score
 
-__all__ = ["RunOutcome", "examples_to_rise", "median_or_none", "pool"]
+__all__ = ["RunOutcome", "TaskResult", "examples_to_rise", "median_or_none", "pool"]
 
 TARGET = 0.2
 
