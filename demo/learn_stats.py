@@ -56,12 +56,15 @@ def examples_to_rise(
     return None
 
 
-def median_or_none(values: Sequence[int | None]) -> float | None:
-    """The median, None counting as infinity; None when the median is infinite or nothing was given."""
+def median_or_none(values: Sequence[int | None]) -> int | float | None:
+    """The median, None counting as infinity; None when the median is infinite or nothing was given
+    (an int when it is a whole number)."""
     if not values:
         return None
     m = statistics.median(math.inf if v is None else float(v) for v in values)
-    return None if math.isinf(m) else m
+    if math.isinf(m):
+        return None
+    return int(m) if m.is_integer() else m
 
 
 @dataclass(frozen=True, slots=True)
