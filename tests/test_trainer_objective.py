@@ -136,10 +136,10 @@ def test_kl_is_reported_but_not_added_with_zero_coefficient() -> None:
 
 def test_token_scales_weigh_examples_or_tokens_alike() -> None:
     ex = [0, 0, 0, 0, 1, 2, 2]  # example 0 has 4 tokens, 1 has 1, 2 has 2
-    seq = token_scales(ex, 3, "sequences")
+    seq = token_scales(ex, "sequences")
     per_example = [sum(c for c, i in zip(seq, ex, strict=True) if i == k) for k in range(3)]
     assert per_example == pytest.approx([1 / 3] * 3) and sum(seq) == pytest.approx(1.0)
-    assert token_scales(ex, 3, "tokens") == pytest.approx([1 / 7] * 7)
+    assert token_scales(ex, "tokens") == pytest.approx([1 / 7] * 7)
     # an example without completion tokens takes no share
-    assert sum(token_scales([0, 0, 2], 3, "sequences")) == pytest.approx(1.0)
-    assert token_scales([], 2, "sequences") == [] and token_scales([], 2, "tokens") == []
+    assert sum(token_scales([0, 0, 2], "sequences")) == pytest.approx(1.0)
+    assert token_scales([], "sequences") == [] and token_scales([], "tokens") == []

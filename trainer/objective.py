@@ -22,7 +22,7 @@ reward collapsed, with or without the KL penalty.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -96,16 +96,13 @@ def scale_negatives(adv: Sequence[float], weight: float) -> list[float]:
     return [a if a > 0 else a * weight for a in adv]
 
 
-def token_scales(example_of_token: Sequence[int], examples: int, normalization: LossNormalization) -> list[float]:
-    """c_t for each completion token of the window, given the index of its example."""
+def token_scales(example_of_token: Sequence[int], normalization: LossNormalization) -> list[float]:
+    """c_t for each completion token of the window, given the index of its example. Examples without
+    completion tokens (nothing to learn from) take no share."""
     if normalization == "tokens":
         return [1.0 / len(example_of_token)] * len(example_of_token) if example_of_token else []
-    counts: dict[int, int] = defaultdict(int)
-    for i in example_of_token:
-        counts[i] += 1
-    # examples without completion tokens (nothing to learn from) do not dilute the others
-    present = len(counts) if counts else max(examples, 1)
-    return [1.0 / (present * counts[i]) for i in example_of_token]
+    counts = Counter(example_of_token)
+    return [1.0 / (len(counts) * counts[i]) for i in example_of_token]
 
 
 def update_baseline(ema: float | None, rewards: Sequence[float], decay: float) -> float | None:

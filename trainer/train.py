@@ -62,7 +62,7 @@ class WindowTrainer:
         if total == 0:
             return TrainResult(False, baseline)
         # c_t of every token, computed over the whole window, then split back into the micro-batches
-        flat = token_scales([i for mb in batches for i in mb.example.tolist()], len(examples), s.loss_normalization)
+        flat = token_scales([i for mb in batches for i in mb.example.tolist()], s.loss_normalization)
         scales, at = [], 0
         for mb in batches:
             n = int(mb.next_ids.numel())
