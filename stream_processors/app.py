@@ -13,7 +13,10 @@ Why this shape:
   not be durable, and :mod:`stream_processors.join` re-emits for replayed records.
 * expiry runs in a timer (there is no record to hang it on when a partition is idle); a timer has
   no current event, so it deletes from the store and sends the tombstone to the changelog
-  partition of the state explicitly.
+  partition of the state explicitly, after its dead letters are delivered.
+* what faust does at rebalances and failed sends is guarded (:mod:`stream_processors.guards`), and
+  the join table's recovery merges its changelog records (:mod:`stream_processors.recovery`): the
+  root causes of the examples lost when a worker died (issue #11, ``stream_processors/README.md``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from typing import Any
 
 from schemas.errors import TopicError
 from schemas.topics import TopicKey, topic_name
+from stream_processors.guards import (
+    OffsetGate,
+    drop_revoked_attachments,
+    fail_stop,
+    refuse_stale_acks,
+    skip_unprocessed,
+)
 from stream_processors.settings import ProcessorSettings
 from stream_processors.worker import Processor
 
@@ -63,10 +73,22 @@ class _FaustSink:
         self.app, self.examples, self.dead_letters, self.table = app, examples, dead_letters, table
 
     async def example(self, key: bytes, value: bytes) -> None:
-        await self.examples.send(key=key, value=value)
+        await self._send(self.examples, key=key, value=value)
 
     async def dead_letter(self, key: bytes | None, value: bytes) -> None:
-        await self.dead_letters.send(key=key, value=value)
+        await self._send(self.dead_letters, key=key, value=value)
+
+    @staticmethod
+    async def _send(topic: Any, **kwargs: Any) -> None:
+        """Inside the agent: attached (published and awaited before its offset commits). Outside (the
+        expiry timer): sent now and awaited here, so expiry deletes nothing before its dead letters
+        are durable. Either way a failed send stops the worker (:func:`guards.fail_stop`)."""
+        from faust import current_event
+
+        fut = await topic.send(**kwargs)
+        fut.add_done_callback(fail_stop)
+        if current_event() is None:
+            await fut
 
     async def put_state(self, partition: int, key: bytes, value: bytes) -> None:
         self.table.data[key] = value
@@ -96,13 +118,21 @@ class _FaustSink:
         # is delivered and awaited before that offset is committed, like the examples. A bare
         # producer send was only buffered: a worker SIGKILLed after a commit could lose state that
         # the worker taking over its partitions then never saw (found by the two-worker crash test).
-        await self.table.changelog_topic.send(
-            key=key, value=value, partition=partition, key_serializer="raw", value_serializer="raw", callback=persisted
+        await self._send(
+            self.table.changelog_topic,
+            key=key,
+            value=value,
+            partition=partition,
+            key_serializer="raw",
+            value_serializer="raw",
+            callback=persisted,
         )
 
 
 def create_app(settings: ProcessorSettings | None = None, *, partitions: int | None = None) -> ProcessorApp:
     import faust
+
+    from stream_processors.recovery import JoinTable
 
     s = settings or ProcessorSettings()
     n = partitions or source_partitions(s)
@@ -140,8 +170,21 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
     dead_letters = app.topic(topic_name(TopicKey.DEAD_LETTERS, s), **raw)
     # key_type/value_type bytes is what makes faust use the raw codec for the changelogs (a schema alone
     # does not: recovery then JSON-decodes the records and never completes).
-    join_table = app.Table("join", partitions=n, key_type=bytes, value_type=bytes)
+    # Recovery merges the join's changelog records instead of keeping the last (stream_processors.recovery).
+    join_table = JoinTable(app, name="join", partitions=n, key_type=bytes, value_type=bytes, beacon=app.tables.beacon)
+    app.tables.add(join_table)
     metrics_table = app.Table("reward-metrics", partitions=n, key_type=bytes, value_type=bytes)
+
+    refuse_stale_acks()
+    drop_revoked_attachments(app)
+    gate = OffsetGate(app, {pred_name, rew_name})
+    gate.install()
+    join_table.forget_local_state()  # a crash may have left states whose records were never committed
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _forget(sender: Any, revoked: Any, **_: Any) -> None:
+        join_table.forget_local_state()
+        gate.on_revoked()
 
     sink = _FaustSink(app, examples, dead_letters, join_table)
     proc = Processor(
@@ -158,6 +201,10 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
     async def join(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            if not gate.admit(msg):  # out of order around a rebalance: see guards.OffsetGate
+                skip_unprocessed(msg)
+                proc.counters["records_out_of_order"] += 1
+                continue
             await proc.handle(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value)
 
     @app.timer(s.processor_expiry_interval_s)  # type: ignore[untyped-decorator]

@@ -1,4 +1,4 @@
-"""``mc processor`` (run one worker) and ``mc bench join``."""
+"""``mc processor`` (run one worker), ``mc bench join`` and ``mc chaos join``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,19 @@ def _run_join_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chaos_join(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from stream_processors.chaos import SCENARIOS, run
+
+    scenarios = args.scenarios.split(",") if args.scenarios else list(SCENARIOS)
+    keep = Path(args.keep_dir) if args.keep_dir else None
+    result = run(runs=args.runs, scenarios=scenarios, pairs=args.pairs, publish_s=args.publish_s, keep_dir=keep)
+    print(json.dumps(result))  # the last stdout line is the result
+    return 0 if result["missing_total"] == 0 else 1
+
+
 def register(commands: Any, benches: Any) -> None:
     p = commands.add_parser("processor", help="run one stream-processor worker (join, expiry, dead letters, metrics)")
     p.add_argument("--web-port", type=int, default=None, help="overrides MC_PROCESSOR_WEB_PORT")
@@ -60,3 +73,13 @@ def register(commands: Any, benches: Any) -> None:
     b.add_argument("--pairs", type=int, default=20_000, help="predictions (each with one reward)")
     b.add_argument("--prediction-bytes", type=int, default=1024)
     b.set_defaults(func=_run_join_bench)
+
+    ch = commands.add_parser("chaos", help="crash, rebalance and broker-restart scenarios; counts missing examples")
+    kinds = ch.add_subparsers(dest="chaos_name", required=True)
+    cj = kinds.add_parser("join", help="the join: SIGKILLs, a worker joining and leaving, a broker restart")
+    cj.add_argument("--runs", type=int, default=3, help="runs of each scenario (fresh topics each)")
+    cj.add_argument("--scenarios", default="", help="comma-separated (default: all)")
+    cj.add_argument("--pairs", type=int, default=3000, help="predictions per run, one reward each")
+    cj.add_argument("--publish-s", type=float, default=20.0, help="seconds over which each run's stream is published")
+    cj.add_argument("--keep-dir", default="", help="keep worker logs and stores here (default: a removed temp dir)")
+    cj.set_defaults(func=_chaos_join)

@@ -5,9 +5,18 @@ No Kafka and no faust here, so every ordering case is unit-testable. The worker 
 :func:`on_reward` for each record, :func:`expire` when the watermark passes the state's deadline.
 
 Exactly one example per distinct reward_id, and none lost after a crash: a state remembers, per
-emitted reward, which record *triggered* the emission (topic kind + offset). A record seen again at
-the same offset is a replay after a crash (its offset was not committed, so its example may not be
-durable): it emits again. The same reward at another offset is a duplicate delivery: skipped.
+emitted reward, which records *triggered* the emission (topic kind + offset). A record seen again at
+one of those offsets is a replay after a crash (its offset was not committed, so its example may not
+be durable): it emits again, and the state is written again, so that a state a worker held only in
+its local store (its changelog record attached to an offset that was never committed) reaches the
+changelog. The same reward at another offset is a duplicate delivery: skipped.
+
+Two workers can process one partition's records in different interleavings of the two topics (before
+and after a crash or a rebalance), and faust publishes a commit's changelog records grouped by source
+partition, not in processing order. A state only ever gains information until it expires (the
+prediction arrives once, pending rewards become done, done rewards stay done), so recovery does not
+keep the last changelog record of a key but :meth:`JoinState.merge` of all of them: the union, which
+is the newest state whatever the order, and keeps every history's triggers so a replay re-emits.
 """
 
 from __future__ import annotations
@@ -58,11 +67,23 @@ class Pending:
 
 @dataclass(slots=True)
 class Done:
-    """An emitted reward: the record that triggered the emission; the reward's text when that was a prediction."""
+    """An emitted reward: the record that triggered the emission; the reward's text when that was a prediction.
+
+    ``also``: triggers of the same emission in other histories of the partition (merged states)."""
 
     kind: Literal["P", "R"]
     offset: int
     text: str | None = None
+    also: list[tuple[Literal["P", "R"], int]] = field(default_factory=list)
+
+    def triggered_by(self, kind: Literal["P", "R"], offset: int) -> bool:
+        return (self.kind == kind and self.offset == offset) or (kind, offset) in self.also
+
+    def merged(self, other: Done) -> Done:
+        """Every trigger of both; the reward's text from whichever has it."""
+        triggers = {(self.kind, self.offset), *self.also, (other.kind, other.offset), *other.also}
+        triggers.discard((self.kind, self.offset))
+        return Done(self.kind, self.offset, self.text or other.text, sorted(triggers))
 
 
 @dataclass(slots=True)
@@ -91,7 +112,7 @@ class JoinState:
             "pa": self.pred_adapter,
             "pc": self.pred_created,
             "pend": {rid: [x.offset, x.time_ms, x.text] for rid, x in self.pending.items()},
-            "done": {rid: [x.kind, x.offset, x.text] for rid, x in self.done.items()},
+            "done": {rid: [x.kind, x.offset, x.text, *([x.also] if x.also else [])] for rid, x in self.done.items()},
         }
         return json.dumps(meta, separators=(",", ":")).encode() + b"\n" + (self.prediction or b"")
 
@@ -108,7 +129,36 @@ class JoinState:
             pred_adapter=meta["pa"],
             pred_created=meta["pc"],
             pending={rid: Pending(o, t, x) for rid, (o, t, x) in meta["pend"].items()},
-            done={rid: Done(k, o, x) for rid, (k, o, x) in meta["done"].items()},
+            done={
+                rid: Done(d[0], d[1], d[2], [(k, o) for k, o in d[3]] if len(d) > 3 else [])
+                for rid, d in meta["done"].items()
+            },
+        )
+
+    def merge(self, other: JoinState) -> JoinState:
+        """The union of two states of one key (recovery: the changelog's records in any order, a local store).
+
+        The prediction is the one at the lower offset (the first delivery; a later one is a
+        duplicate), done rewards stay done with the triggers of both, a reward pending in one and
+        done in the other is done."""
+        if other.pred_offset is not None and (self.pred_offset is None or other.pred_offset < self.pred_offset):
+            first, second = other, self
+        else:
+            first, second = self, other
+        done = dict(second.done)
+        for rid, d in first.done.items():
+            done[rid] = d.merged(done[rid]) if rid in done else d
+        pending = {rid: p for rid, p in {**second.pending, **first.pending}.items() if rid not in done}
+        return JoinState(
+            partition=first.partition,
+            last_ms=max(first.last_ms, second.last_ms),
+            prediction=first.prediction,
+            pred_offset=first.pred_offset,
+            pred_model=first.pred_model,
+            pred_adapter=first.pred_adapter,
+            pred_created=first.pred_created,
+            pending=pending,
+            done=done,
         )
 
 
@@ -182,48 +232,19 @@ def _parse_pending(text: str) -> RewardEvent:
     return RewardEvent.model_validate_json(text)
 
 
-def on_prediction(state: JoinState | None, rec: Record, event: PredictionEvent) -> Outcome:
-    """A prediction arrives: store it, and join every reward that waited for it."""
-    if state is None:
-        state = JoinState(partition=rec.partition, last_ms=rec.event_time_ms)
-    out = Outcome(state)
-    if state.pred_offset is not None:
-        if state.pred_offset != rec.offset:
-            out.count("duplicate_predictions")
-            out.changed = False
-            return out
-        # Replay after a crash: re-emit what this record emitted the first time.
-        for rid, done in state.done.items():
-            if done.kind == "P" and done.offset == rec.offset and done.text is not None:
-                reward = _parse_pending(done.text)
-                out.emits.append(
-                    _emit(
-                        state,
-                        rid,
-                        reward.reward,
-                        iso(reward.created_at),
-                        done.text.encode(),
-                        rec.event_time_ms,
-                        replay=True,
-                    )
-                )
-        out.count("replayed", len(out.emits))
-        out.changed = False
-        return out
-    state.prediction = rec.raw
-    state.pred_offset = rec.offset
-    state.pred_model = event.model_id
-    state.pred_adapter = event.adapter_version
-    state.pred_created = iso(event.created_at)
-    state.last_ms = max(state.last_ms, rec.event_time_ms)
+def _join_waiting(state: JoinState, out: Outcome, rec: Record) -> None:
+    """Join every pending reward with the stored prediction; ``rec`` (the record being handled) is the
+    trigger. Pending rewards and a prediction meet here when the prediction arrives, and in a state
+    merged at recovery from two histories (one had the prediction, the other a waiting reward)."""
+    joined = 0
     for rid, pending in list(state.pending.items()):
         reward = _parse_pending(pending.text)
         del state.pending[rid]
-        if reward.model_id != event.model_id:
+        if reward.model_id != state.pred_model:
             out.refusals.append(
                 Refusal(
                     "model_mismatch",
-                    f"reward for model {reward.model_id!r}, prediction of {event.model_id!r}",
+                    f"reward for model {reward.model_id!r}, prediction of {state.pred_model!r}",
                     "R",
                     rec.partition,
                     pending.offset,
@@ -231,7 +252,7 @@ def on_prediction(state: JoinState | None, rec: Record, event: PredictionEvent) 
                 )
             )
             continue
-        state.done[rid] = Done("P", rec.offset, pending.text)
+        state.done[rid] = Done(rec.kind, rec.offset, pending.text)
         out.emits.append(
             _emit(
                 state,
@@ -243,7 +264,50 @@ def on_prediction(state: JoinState | None, rec: Record, event: PredictionEvent) 
                 replay=False,
             )
         )
-    out.count("joined", len(out.emits))
+        joined += 1
+    if joined:
+        out.count("joined", joined)
+
+
+def _reemit(state: JoinState, out: Outcome, rec: Record, skip: str | None = None) -> None:
+    """A replayed record emits again what it triggered (rewards whose text the state keeps)."""
+    replayed = 0
+    for rid, done in state.done.items():
+        if rid != skip and done.text is not None and done.triggered_by(rec.kind, rec.offset):
+            reward = _parse_pending(done.text)
+            text = done.text.encode()
+            out.emits.append(
+                _emit(state, rid, reward.reward, iso(reward.created_at), text, rec.event_time_ms, replay=True)
+            )
+            replayed += 1
+    if replayed:
+        out.count("replayed", replayed)
+
+
+def on_prediction(state: JoinState | None, rec: Record, event: PredictionEvent) -> Outcome:
+    """A prediction arrives: store it, and join every reward that waited for it."""
+    if state is None:
+        state = JoinState(partition=rec.partition, last_ms=rec.event_time_ms)
+    out = Outcome(state)
+    if state.pred_offset is not None:
+        if state.pred_offset == rec.offset:
+            # Replay after a crash: re-emit what this record emitted the first time, and write the
+            # state again (changed stays True): its changelog record may never have been published.
+            _reemit(state, out, rec)
+        else:
+            out.count("duplicate_predictions")
+        _join_waiting(state, out, rec)
+        out.changed = state.pred_offset == rec.offset or bool(out.emits or out.refusals)
+        return out
+    state.prediction = rec.raw
+    state.pred_offset = rec.offset
+    state.pred_model = event.model_id
+    state.pred_adapter = event.adapter_version
+    state.pred_created = iso(event.created_at)
+    state.last_ms = max(state.last_ms, rec.event_time_ms)
+    _join_waiting(state, out, rec)
+    if not out.emits:
+        out.count("joined", 0)
     return out
 
 
@@ -255,19 +319,27 @@ def on_reward(state: JoinState | None, rec: Record, event: RewardEvent) -> Outco
     out = Outcome(state)
     done = state.done.get(rid)
     if done is not None:
-        out.changed = False
-        if done.kind == "R" and done.offset == rec.offset:
-            out.emits.append(
-                _emit(state, rid, event.reward, iso(event.created_at), rec.raw, rec.event_time_ms, replay=True)
-            )
-            out.count("replayed")
+        if done.triggered_by("R", rec.offset):  # a replay: emit again, write the state again
+            if done.text is None:  # triggered by this very reward: its bytes are the record's
+                out.emits.append(
+                    _emit(state, rid, event.reward, iso(event.created_at), rec.raw, rec.event_time_ms, replay=True)
+                )
+                out.count("replayed")
+            _reemit(state, out, rec, skip=rid if done.text is None else None)
         else:
+            out.changed = False
             out.count("duplicate_rewards")
+        if state.prediction is not None and state.pending:
+            _join_waiting(state, out, rec)
+            out.changed = True
         return out
     if rid in state.pending:
-        out.changed = False
         if state.pending[rid].offset != rec.offset:
             out.count("duplicate_rewards")
+        if state.prediction is not None:  # a merged state: the prediction is here, join now
+            _join_waiting(state, out, rec)
+        elif state.pending[rid].offset != rec.offset:
+            out.changed = False  # a duplicate; a replay (same offset) writes the state again
         return out
     state.last_ms = max(state.last_ms, rec.event_time_ms)
     if state.prediction is None:
@@ -285,11 +357,13 @@ def on_reward(state: JoinState | None, rec: Record, event: RewardEvent) -> Outco
                 rec.raw,
             )
         )
-        out.changed = False
+        out.changed = bool(state.pending)
+        _join_waiting(state, out, rec)
         return out
     state.done[rid] = Done("R", rec.offset)
     out.emits.append(_emit(state, rid, event.reward, iso(event.created_at), rec.raw, rec.event_time_ms, replay=False))
     out.count("joined")
+    _join_waiting(state, out, rec)
     return out
 
 

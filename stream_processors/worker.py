@@ -248,14 +248,14 @@ class Processor:
                 res = expire(st, wm, self.ttl_ms)
                 if res is None:  # a newer deadline is in the index already
                     continue
+                for refusal in res.unmatched_rewards:  # durable before the state goes (the sink awaits them)
+                    await self._refusal(refusal, key)
                 await self.sink.delete_state(partition, key)
                 dropped += 1
                 self.counters["expired_states"] += 1
                 if res.unmatched_prediction:
                     self.counters["expired_unmatched_predictions"] += 1
                 self.counters["expired_unmatched_rewards"] += len(res.unmatched_rewards)
-                for refusal in res.unmatched_rewards:
-                    await self._refusal(refusal, key)
         return dropped
 
     def stats(self) -> dict[str, object]:

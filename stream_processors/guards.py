@@ -1,0 +1,188 @@
+"""Guards against three ways faust-streaming 0.15.3 can commit an offset past work that is not durable.
+
+Found reading its source for issue #11 (file:line of faust 0.15.3):
+
+* **Acks of records the agent never got.** At a rebalance the stream skips events of an older
+  consumer generation, or read while flow control is suspended, and acks them all the same
+  (``streams.py`` ~1286-1338). After a revocation the consumer has forgotten its committed offsets
+  (``transport/consumer.py`` ~657-662), so ``_new_offset`` skips its gap check (``if committed_offset:``,
+  ~1139) and a stale ack at offset *o* can commit *o+1* over records that were dropped from the
+  stream's buffer unprocessed. :func:`refuse_stale_acks` makes such an ack release the message
+  without recording its offset: the record stays uncommitted and is read again (at least once).
+* **Records out of order around a rebalance.** To read the changelogs after an assignment faust
+  resumes its flow control (``tables/recovery.py`` ~447-452) while the source partitions' records are
+  already fetched, so the agent gets records before the state is recovered; faust seeks back to the
+  committed offsets only when recovery ends (~319), records fetched before that seek can still arrive
+  after it, and the fetch loop then acks the distance to them as a gap without delivering it
+  (``_add_gap``, ~1215) and drops the records the seek fetches, being below its read offset (~1209).
+  Seen in ``mc chaos join``: offsets handled twice in one generation, 1 to 30 back; predictions
+  committed that no worker had joined. :class:`OffsetGate` admits a source partition's records to the
+  agent strictly in offset order from the offset it was last sought to, the fetch loop keeps no read
+  offsets (so it drops nothing and acks no gap: our source topics have none, being neither
+  transactional nor compacted), and a record the gate skips has its ack refused (:func:`skip_unprocessed`).
+* **Attachments of revoked partitions.** faust drops a revoked partition's acked offsets before its
+  revoke-time commit but never its attached messages (``app/_attached.py``): they are published at
+  the next commit of that partition on this worker, possibly long after another worker owned it,
+  carrying stale changelog records. Their offsets were never committed, so the next owner processes
+  those records again: :func:`drop_revoked_attachments` discards them at the revocation.
+* **A commit after a failed send.** A commit waits for its attachments with ``asyncio.wait``, which
+  does not raise a failed send (``mode`` ``Service.wait_many``, ``topics.py`` ~470), and commits all
+  the same. :func:`fail_stop` is a done-callback for every send of the worker: a failed send ends the
+  process before the commit (callbacks run in the order they were added; the commit's wait adds its
+  own later), so the record is read again after the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any
+
+__all__ = [
+    "EXIT_SEND_FAILED",
+    "OffsetGate",
+    "drop_revoked_attachments",
+    "fail_stop",
+    "refuse_stale_acks",
+    "skip_unprocessed",
+]
+
+log = logging.getLogger(__name__)
+
+#: exit status of a worker that stopped because a send failed (EX_SOFTWARE)
+EXIT_SEND_FAILED = 70
+
+
+#: messages the agent saw but did not handle: their acks must not count
+_unprocessed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def skip_unprocessed(message: Any) -> None:
+    """The agent skips ``message``: its ack (which faust's stream sends all the same) records no offset."""
+    _unprocessed.add(message)
+
+
+def refuse_stale_acks() -> None:
+    """Patch faust's consumer (process-wide, idempotent): no offset recorded for skipped records."""
+    import faust.streams
+    from faust.transport import consumer as fc
+    from faust.types.tuples import ack_lock
+    from mode.utils.futures import notify
+
+    # The Cython stream iterator inlines Consumer.ack (faust/_cython/streams.pyx: after): it would bypass
+    # the guard. Seen: 1,003 records skipped while rebalancing were committed all the same, 273 lost.
+    faust.streams._CStreamIterator = None  # type: ignore[attr-defined]
+    original = fc.Consumer.ack
+    if getattr(original, "_mc_guard", False):
+        return
+
+    def ack(self: Any, message: Any) -> bool:
+        app = self.app
+        if (
+            message in _unprocessed
+            or message.generation_id != app.consumer_generation_id
+            or not app.flow_control.is_active()
+        ):
+            with ack_lock:
+                if not message.acked:
+                    message.acked = True  # released (wait_empty must not wait for it) but not committed
+                    self._unacked_messages.discard(message)
+                notify(self._waiting_for_ack)
+            return False
+        result: bool = original(self, message)
+        return result
+
+    ack._mc_guard = True  # type: ignore[attr-defined]
+    fc.Consumer.ack = ack  # type: ignore[method-assign]
+
+
+class OffsetGate:
+    """Admits each source partition's records to the agent in offset order, from where it was sought.
+
+    After every seek to the committed offsets (faust's ``perform_seek``, patched by :meth:`install`)
+    the next admissible offset of a partition is its committed offset (the log start when nothing was
+    committed). The consumer fetches from there in order; any other record (one fetched before the
+    seek, below or above the turn) is skipped: the fetch from the seek brings it again in its turn.
+    Until the first seek of an assignment nothing is admitted (the state is not recovered yet). For
+    this to hold, faust's fetch loop must not drop records below the last offset it read nor ack a
+    "gap" above it: :meth:`install` takes its read offsets away (:class:`_NoReadOffsets`)."""
+
+    def __init__(self, app: Any, source_topics: set[str]) -> None:
+        self.app = app
+        self.source_topics = source_topics
+        self.expected: dict[Any, int] = {}
+
+    def install(self) -> None:
+        from faust.transport import consumer as fc
+
+        self.app._mc_offset_gate = self
+        if getattr(fc.Consumer.perform_seek, "_mc_guard", False):
+            return
+
+        async def perform_seek(consumer: Any) -> None:
+            await original_seek(consumer)
+            gate = getattr(consumer.app, "_mc_offset_gate", None)
+            if gate is not None:
+                await gate.on_sought(consumer)
+
+        async def drain_messages(consumer: Any, fetcher: Any) -> None:
+            if not isinstance(consumer._read_offset, _NoReadOffsets):
+                consumer._read_offset = _NoReadOffsets()
+            await original_drain(consumer, fetcher)
+
+        original_seek, original_drain = fc.Consumer.perform_seek, fc.Consumer._drain_messages
+        perform_seek._mc_guard = True  # type: ignore[attr-defined]
+        fc.Consumer.perform_seek = perform_seek  # type: ignore[method-assign,assignment]
+        fc.Consumer._drain_messages = drain_messages  # type: ignore[method-assign,assignment]
+        fc.Consumer._add_gap = _no_gap  # type: ignore[method-assign]
+
+    def on_revoked(self) -> None:
+        self.expected.clear()
+
+    async def on_sought(self, consumer: Any) -> None:
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.source_topics]
+        committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
+        unknown = [tp for tp, offset in committed.items() if not offset]  # None: nothing committed, or 0
+        earliest = await consumer.earliest_offsets(*unknown) if unknown else {}
+        self.expected = {tp: committed[tp] or earliest.get(tp, 0) or 0 for tp in tps}
+
+    def admit(self, message: Any) -> bool:
+        expected = self.expected.get(message.tp)
+        if expected is not None and message.offset == expected:
+            self.expected[message.tp] = expected + 1
+            return True
+        return False
+
+
+class _NoReadOffsets(dict[Any, Any]):
+    """The fetch loop's read offsets, always unknown to it (``transport/consumer.py`` ~1208-1223): it
+    then neither drops a record below the last one it read (after a seek those are the records the
+    seek fetches) nor acks the distance to a record above it as a gap. Ordering is the gate's job."""
+
+    def __getitem__(self, key: Any) -> None:
+        return None
+
+
+async def _no_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    return None
+
+
+def drop_revoked_attachments(app: Any) -> None:
+    """At every revocation, forget the attached messages of the revoked partitions."""
+
+    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+    async def _drop(sender: Any, revoked: Any, **_: Any) -> None:
+        pending = app._attachments._pending
+        dropped = sum(len(pending.pop(tp, ())) for tp in revoked)
+        if dropped:
+            log.info("dropped %d attached messages of %d revoked partitions", dropped, len(revoked))
+
+
+def fail_stop(fut: Any) -> None:
+    """Done-callback of a send: a send that failed ends the worker before anything commits past it."""
+    if fut.cancelled() or fut.exception() is None:
+        return
+    log.critical("a send failed (%r): stopping so that its record is processed again", fut.exception())
+    logging.shutdown()
+    os._exit(EXIT_SEND_FAILED)
