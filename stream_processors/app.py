@@ -215,6 +215,7 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
         if parts != owned["parts"]:
             proc.assigned(parts)
             owned["parts"] = parts
+        await gate.reseek()
         await proc.expire_due()
 
     from stream_processors.web import register_pages

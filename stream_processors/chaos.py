@@ -60,6 +60,15 @@ __all__ = [
 
 #: what a crash loop leaves in a worker's log
 BAD_LOG_LINES = ("Traceback", "PartitionsMismatch", "missing topic", "Crashed", "[ERROR]")
+_NOT_CRASHES = (
+    "keepalive is not responding",
+    "Unable connect to node",
+    "Unable to update metadata",
+    "NodeNotReadyError",
+    "KafkaConnectionError",
+    "Heartbeat session expired",
+    "Group Coordinator Request failed",
+)
 _REPO = Path(__file__).resolve().parents[1]
 
 
@@ -123,9 +132,10 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")[-chars:]
 
     def bad_lines(self) -> list[str]:
-        """Crash lines; a starved event loop's keepalive warning (logged at ERROR by faust) is not one."""
+        """Crash lines. Not crashes, though logged at ERROR: a starved event loop's keepalive warning, and
+        aiokafka's connection errors while the broker is away (it reconnects)."""
         lines = self.log.read_text(errors="replace").splitlines()
-        return [x for x in lines if any(b in x for b in BAD_LOG_LINES) and "keepalive is not responding" not in x]
+        return [x for x in lines if any(b in x for b in BAD_LOG_LINES) and not any(o in x for o in _NOT_CRASHES)]
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -112,6 +112,7 @@ class OffsetGate:
         self.app = app
         self.source_topics = source_topics
         self.expected: dict[Any, int] = {}
+        self._reseek = False
 
     def install(self) -> None:
         from faust.transport import consumer as fc
@@ -139,6 +140,7 @@ class OffsetGate:
 
     def on_revoked(self) -> None:
         self.expected.clear()
+        self._reseek = False
 
     async def on_sought(self, consumer: Any) -> None:
         tps = [tp for tp in consumer.assignment() if tp.topic in self.source_topics]
@@ -146,6 +148,17 @@ class OffsetGate:
         unknown = [tp for tp, offset in committed.items() if not offset]  # None: nothing committed, or 0
         earliest = await consumer.earliest_offsets(*unknown) if unknown else {}
         self.expected = {tp: committed[tp] or earliest.get(tp, 0) or 0 for tp in tps}
+        # Records fetched from the committed offsets while faust's seek was still being awaited reached
+        # the agent before the offsets above were known, and were skipped: :meth:`reseek` fetches them
+        # again, from the worker's timer once the rebalance is over (a seek from inside faust's rebalance
+        # hung the group in a run).
+        self._reseek = bool(self.expected)
+
+    async def reseek(self) -> None:
+        """After an assignment, seek each partition once more to the next offset the gate admits."""
+        if self._reseek:
+            self._reseek = False
+            await self.app.consumer.seek_wait(dict(self.expected))
 
     def admit(self, message: Any) -> bool:
         expected = self.expected.get(message.tp)
