@@ -22,7 +22,7 @@ is the newest state whatever the order, and keeps every history's triggers so a 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Literal
 
@@ -149,17 +149,7 @@ class JoinState:
         for rid, d in first.done.items():
             done[rid] = d.merged(done[rid]) if rid in done else d
         pending = {rid: p for rid, p in {**second.pending, **first.pending}.items() if rid not in done}
-        return JoinState(
-            partition=first.partition,
-            last_ms=max(first.last_ms, second.last_ms),
-            prediction=first.prediction,
-            pred_offset=first.pred_offset,
-            pred_model=first.pred_model,
-            pred_adapter=first.pred_adapter,
-            pred_created=first.pred_created,
-            pending=pending,
-            done=done,
-        )
+        return replace(first, last_ms=max(first.last_ms, second.last_ms), pending=pending, done=done)
 
 
 @dataclass(frozen=True, slots=True)
