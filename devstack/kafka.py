@@ -124,5 +124,12 @@ class KafkaNode:
 
 
 def _new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
+
+    One id in 64 would start with ``-``, which ``kafka-storage format -t`` parses as an option and
+    fails on; Kafka's own ``Uuid.randomUuid`` draws again in that case, and so do we.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid

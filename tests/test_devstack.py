@@ -10,9 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from devstack.kafka import _new_cluster_id
 from devstack.process import ManagedProcess, group_alive
 
 MC = [sys.executable, "-m", "mc_cli.main"]
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """``kafka-storage format -t -abc`` fails: one random id in 64 used to start with ``-`` (a CI failure)."""
+    ids = [_new_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
 
 
 def test_managed_process_stops_the_whole_group(tmp_path: Path) -> None:
