@@ -53,8 +53,8 @@ def _messages(i: int) -> list[dict[str, str]]:
     return [m.model_dump(include={"role", "content"}) for m in [*expand_examples([system]), task]]
 
 
-def _post(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
+def _post(url: str, body: dict[str, Any], timeout: float, headers: dict[str, str]) -> dict[str, Any]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json", **headers})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             text = resp.read().decode()
@@ -66,7 +66,9 @@ def _post(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         return {"text": text}
 
 
-def burst(url: str, model: str, *, requests: int, max_tokens: int, timeout_s: float = 600.0) -> tuple[int, float]:
+def burst(
+    url: str, model: str, *, requests: int, max_tokens: int, headers: dict[str, str], timeout_s: float = 600.0
+) -> tuple[int, float]:
     """``requests`` concurrent chats of exactly ``max_tokens`` tokens: (generated tokens, wall seconds)."""
 
     def one(i: int) -> int:
@@ -77,7 +79,7 @@ def burst(url: str, model: str, *, requests: int, max_tokens: int, timeout_s: fl
             "ignore_eos": True,
             "temperature": 0,
         }
-        out = _post(f"{url}/v1/chat/completions", body, timeout_s)
+        out = _post(f"{url}/v1/chat/completions", body, timeout_s, headers)
         return int(out["usage"]["completion_tokens"])
 
     start = time.perf_counter()
@@ -113,14 +115,14 @@ def make_adapter(s: StackSettings) -> Path:
 
 
 @contextlib.contextmanager
-def _adapter_loaded(url: str, path: Path) -> Iterator[str]:
+def _adapter_loaded(url: str, path: Path, headers: dict[str, str]) -> Iterator[str]:
     name = f"bench-serve-{uuid.uuid4().hex[:8]}"
-    _post(f"{url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}, 60)
+    _post(f"{url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}, 60, headers)
     try:
         yield name
     finally:
         with contextlib.suppress(StackError, OSError):
-            _post(f"{url}/v1/unload_lora_adapter", {"lora_name": name}, 60)
+            _post(f"{url}/v1/unload_lora_adapter", {"lora_name": name}, 60, headers)
 
 
 def _free_port() -> int:
@@ -169,15 +171,16 @@ def run(
     log(f"stack: {detail}")
     adapter = make_adapter(s)
     totals = {"stack": [0, 0.0], "plain": [0, 0.0]}
-    with _adapter_loaded(s.vllm_url, adapter) as name, _plain_server(s, log) as plain:
+    auth = s.vllm_headers()
+    with _adapter_loaded(s.vllm_url, adapter, auth) as name, _plain_server(s, log) as plain:
         sides = {"stack": (s.vllm_url, name), "plain": (plain.url, s.base_model_name)}
         for url, model in sides.values():  # warm-up: adapter slot, prefix cache, first shapes
-            burst(url, model, requests=requests, max_tokens=4)
+            burst(url, model, requests=requests, max_tokens=4, headers=auth)
         for r in range(rounds):
             order = ["stack", "plain"] if r % 2 == 0 else ["plain", "stack"]
             for side in order:
                 url, model = sides[side]
-                tokens, secs = burst(url, model, requests=requests, max_tokens=max_tokens)
+                tokens, secs = burst(url, model, requests=requests, max_tokens=max_tokens, headers=auth)
                 totals[side][0] += tokens
                 totals[side][1] += secs
                 log(f"round {r + 1} {side}: {tokens} tokens in {secs:.1f} s = {tokens / secs:.1f} tok/s")

@@ -52,6 +52,7 @@ class MinioServer:
 
     def start(self) -> None:
         self.ensure_installed()
+        access_key, secret_key = self.s.s3_credentials()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         host_port = self.s.s3_endpoint.split("://", 1)[1].rstrip("/")
         host = host_port.rsplit(":", 1)[0]
@@ -67,8 +68,8 @@ class MinioServer:
                 f"{host}:{self.s.minio_console_port}",
             ],
             env={
-                "MINIO_ROOT_USER": self.s.s3_access_key,
-                "MINIO_ROOT_PASSWORD": self.s.s3_secret_key.get_secret_value(),
+                "MINIO_ROOT_USER": access_key,
+                "MINIO_ROOT_PASSWORD": secret_key,
                 "MINIO_BROWSER": "off",
                 "MINIO_UPDATE": "off",
                 "HOME": os.environ.get("HOME", "/tmp"),

@@ -10,6 +10,7 @@ from typing import Protocol
 from devstack.kafka import KafkaNode
 from devstack.process import ManagedProcess
 from devstack.s3 import MinioServer
+from devstack.secrets import ensure_install_secrets
 from devstack.settings import StackSettings
 from devstack.vllm import VllmServer
 from schemas.errors import StackError
@@ -61,7 +62,11 @@ def wait_healthy(comp: Component, timeout_s: float, log: Callable[[str], None] =
 
 class Stack:
     def __init__(self, settings: StackSettings | None = None) -> None:
-        self.s = settings or StackSettings()
+        if settings is None:
+            # Secrets first: the settings read them from the state folder (schemas.settings).
+            ensure_install_secrets(StackSettings().state_dir)
+            settings = StackSettings()
+        self.s = settings
         self.components: dict[str, Component] = {
             "kafka": KafkaNode(self.s),
             "s3": MinioServer(self.s),

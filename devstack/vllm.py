@@ -75,6 +75,9 @@ def vllm_env(s: StackSettings, *, lora: bool = True) -> dict[str, str]:
     }
     if lora:
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    if s.vllm_api_key is not None:
+        # From the environment, not --api-key: argv is readable by every user of the machine (ps).
+        env["VLLM_API_KEY"] = s.vllm_api_key.get_secret_value()
     return env
 
 
@@ -149,7 +152,8 @@ class VllmServer:
 
     def healthy(self) -> tuple[bool, str]:
         try:
-            with urllib.request.urlopen(f"{self.url}/v1/models", timeout=3) as resp:
+            req = urllib.request.Request(f"{self.url}/v1/models", headers=self.s.vllm_headers())
+            with urllib.request.urlopen(req, timeout=3) as resp:
                 models = [m["id"] for m in json.load(resp)["data"]]
         except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
             return False, f"no answer: {exc}"

@@ -40,7 +40,10 @@ class Node:
         self.metrics = NodeMetrics()
         self.registry = AdapterRegistry(settings.base_model_name, history_size=settings.history_size)
         self.vllm = VllmClient(
-            settings.vllm_url, request_timeout_s=settings.request_timeout_s, admin_timeout_s=settings.admin_timeout_s
+            settings.vllm_url,
+            request_timeout_s=settings.request_timeout_s,
+            admin_timeout_s=settings.admin_timeout_s,
+            headers=settings.vllm_headers(),
         )
         self.watcher = AdapterWatcher(settings, self.registry, self.vllm, self.metrics)
 

@@ -17,11 +17,19 @@ _log = logging.getLogger(__name__)
 class VllmClient:
     """Async client of one vLLM OpenAI-compatible server with runtime LoRA updating on."""
 
-    def __init__(self, base_url: str, *, request_timeout_s: float, admin_timeout_s: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        request_timeout_s: float,
+        admin_timeout_s: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         # One pooled client: keep-alive connections are most of what keeps the proxy overhead small.
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
+            headers=headers or {},  # vLLM's API key (ContractSettings.vllm_headers)
             timeout=httpx.Timeout(request_timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )

@@ -71,7 +71,7 @@ def run() -> dict[str, object]:
         }
     )
     req = urllib.request.Request(
-        f"{s.vllm_url}/v1/chat/completions", body.encode(), {"content-type": "application/json"}
+        f"{s.vllm_url}/v1/chat/completions", body.encode(), {"content-type": "application/json", **s.vllm_headers()}
     )
     with urllib.request.urlopen(req, timeout=120) as resp:
         answer = json.load(resp)["choices"][0]["message"]["content"]

@@ -17,6 +17,7 @@ infrastructure"::
     │   └── TopicError                topics missing or not shaped as the contract says
     ├── StorageError                  the S3 store failed
     ├── AdapterError                  an adapter could not be trained, verified or loaded
+    │   └── UntrustedAdapterError     an update not signed by a trainer, or naming files elsewhere
     ├── SandboxError                  agent code broke the sandbox's rules
     └── StackError                    a local service did not start or answer
 
@@ -41,6 +42,7 @@ __all__ = [
     "StorageError",
     "TopicError",
     "UnsupportedSchemaVersionError",
+    "UntrustedAdapterError",
 ]
 
 
@@ -135,6 +137,17 @@ class StorageError(MaximumContinualError):
 
 class AdapterError(MaximumContinualError):
     """An adapter could not be trained, verified, uploaded or loaded."""
+
+
+class UntrustedAdapterError(AdapterError):
+    """An AdapterUpdate that is unsigned, wrongly signed, or points outside the adapters' own prefix.
+
+    ``reason`` is a short tag (``unsigned``, ``bad_signature``, ``foreign_uri``) for counters.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SandboxError(MaximumContinualError):

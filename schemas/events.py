@@ -21,6 +21,7 @@ __all__ = [
     "Event",
     "Id",
     "Message",
+    "ModelId",
     "OffsetRange",
     "PredictionEvent",
     "RewardEvent",
@@ -35,6 +36,9 @@ __all__ = [
 SCHEMA_VERSION: Literal[1] = 1
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")]
+#: A model id becomes a folder on nodes and trainers, an S3 key prefix and part of vLLM's adapter name
+#: (``{model_id}@v{N}``): a strict slug, so it can never be ``..``, hold a ``/`` or fake a version.
+ModelId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -86,7 +90,7 @@ class Event(_Model):
     """Fields every event carries."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    model_id: Id
+    model_id: ModelId
     created_at: AwareDatetime = Field(default_factory=utcnow)
 
     @property
@@ -192,6 +196,9 @@ class AdapterUpdate(Event):
     metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     #: set when this announcement re-announces an older version (a rollback)
     rollback: bool = False
+    #: HMAC-SHA256 of everything else, with the key trainers and nodes share (schemas.signing):
+    #: nodes serve only what a trainer announced
+    signature: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
     @property
     def event_id(self) -> str:

@@ -62,12 +62,13 @@ def s3_client(settings: ContractSettings) -> Any:
     import boto3
     from botocore.config import Config
 
+    access_key, secret_key = settings.s3_credentials()
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint,
         region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         config=Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}),
     )
 
