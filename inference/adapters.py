@@ -16,6 +16,7 @@ from typing import Any
 
 from schemas.events import AdapterUpdate
 from schemas.settings import ContractSettings
+from schemas.signing import sign_update
 from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, adapter_uri, sha256_file
 
 __all__ = ["TARGET_MODULES", "delete_adapters", "upload_adapter", "write_synthetic_adapter"]
@@ -104,6 +105,7 @@ def upload_adapter(
         base_model=settings.base_model_name,
         parent_version=parent_version,
     )
+    update = sign_update(update, settings.signing_key())  # what a trainer would announce
     prefix = adapter_prefix(model_id, version)
     for name in ADAPTER_FILES:
         s3.upload_file(str(folder / name), settings.s3_bucket, prefix + name)

@@ -39,6 +39,9 @@ def fetch_adapter(s3: Any, update: AdapterUpdate, cache_dir: Path) -> Path:
             raise AdapterError(f"{update.model_id} v{update.version}: refusing file name {name!r}")
     bucket, prefix = parse_s3_uri(update.uri)
     target = cache_dir / update.model_id / f"v{update.version}"
+    # The contract's ModelId is a slug; this keeps a folder we may rmtree inside the cache regardless.
+    if target.resolve().parent.parent != cache_dir.resolve():
+        raise AdapterError(f"refusing model_id {update.model_id!r}: it leaves the adapter cache")
     if target.is_dir() and _verified(target, update.files):
         return target
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")

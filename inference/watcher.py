@@ -7,6 +7,11 @@ share the topic with. Updates of one model_id are applied one at a time, in topi
 node catches up (and whenever updates arrive faster than they load) only the newest announcement per
 model_id is applied. A failed version (bad hash, refused load) is logged and counted and the old
 version keeps serving.
+
+Only trainers decide what is served: an update that is not signed with ``MC_ADAPTER_SIGNING_KEY``,
+or whose files are not under ``s3://{bucket}/adapters/{model_id}/v{N}/``, is refused before it is
+considered at all (:mod:`schemas.signing`), counted as ``updates_refused_{reason}``, and the live
+version keeps serving.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from inference.metrics import NodeMetrics
 from inference.registry import AdapterRegistry, Serving, adapter_name
 from inference.settings import InferenceSettings
 from inference.vllm_client import VllmClient
-from schemas.errors import AdapterError, SchemaError, StorageError
+from schemas.errors import AdapterError, SchemaError, StorageError, UntrustedAdapterError
 from schemas.events import AdapterUpdate
 from schemas.serde import decode
+from schemas.signing import verify_update
 from schemas.storage import s3_client
 from schemas.topics import TopicKey, topic_name
 
@@ -43,6 +49,7 @@ class AdapterWatcher:
         self.registry = registry
         self.vllm = vllm
         self.metrics = metrics
+        self._key = settings.signing_key()  # a node that cannot check signatures must not start
         self.topic = topic_name(TopicKey.ADAPTER_UPDATES, settings)
         self.last_update: UpdateSeen | None = None
         self.caught_up = asyncio.Event()
@@ -151,6 +158,14 @@ class AdapterWatcher:
             outcome="pending",
         )
         self.last_update = seen
+        try:
+            verify_update(update, self._key, self.s.s3_bucket)
+        except UntrustedAdapterError as exc:
+            self.metrics.inc("updates_refused")
+            self.metrics.inc(f"updates_refused_{exc.reason}")
+            seen.outcome = f"refused: {exc}"
+            _log.error("refusing an update at %s@%d: %s", self.topic, offset, exc)
+            return
         target = self._target.get(update.model_id, self.registry.live_version(update.model_id))
         # A re-delivered or older announcement is stale unless it says it is a rollback.
         if update.version == target or (update.version < target and not update.rollback):

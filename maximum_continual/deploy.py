@@ -46,7 +46,7 @@ def _http_ok(url: str, accept: tuple[int, ...] = (200,)) -> bool:
 
 
 def vllm_answers(vllm_url: str) -> bool:
-    return _http_ok(f"{vllm_url.rstrip('/')}/v1/models")
+    return _http_ok(f"{vllm_url.rstrip('/')}/v1/models", accept=(200, 401))  # 401: up, wants its API key
 
 
 def inference_answers(url: str) -> bool:

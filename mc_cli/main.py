@@ -33,9 +33,14 @@ PART_CLIS = (
 def _stack(args: argparse.Namespace) -> int:
     from devstack import Stack
     from producers.admin import ensure_topics
+    from schemas.settings import SECRETS_FILE
 
-    stack = Stack()
+    stack = Stack()  # writes this install's secrets on first use (devstack.secrets)
     names = args.components or None
+    if args.action == "secrets":
+        # For docker compose: `docker compose --env-file .mc/secrets.env up` (docker-compose.yml).
+        print((stack.s.state_dir / SECRETS_FILE).resolve())
+        return 0
     if args.action == "up":
         stack.up(names)
         if names is None or "kafka" in names:
@@ -98,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mc", description="Maximum Continual: stack, topics, parts, benchmarks, demo")
     commands = p.add_subparsers(dest="command", required=True)
 
-    st = commands.add_parser("stack", help="start, stop or report the local Kafka, S3 and vLLM")
-    st.add_argument("action", choices=["up", "down", "status"])
+    st = commands.add_parser(
+        "stack", help="start, stop or report the local Kafka, S3 and vLLM; `secrets`: path of this install's keys"
+    )
+    st.add_argument("action", choices=["up", "down", "status", "secrets"])
     st.add_argument("components", nargs="*", metavar="COMPONENT", help="kafka, s3 or vllm (default: all)")
     st.set_defaults(func=_stack)
 

@@ -13,11 +13,16 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from devstack import Stack, StackSettings
+from devstack.secrets import ensure_install_secrets
 from producers.admin import ensure_topics
 from producers.settings import ProducerSettings
 from schemas.topics import TopicKey, topic_name
 
 _started: set[str] = set()
+
+# Every part reads this checkout's secrets (S3, vLLM's key, the signing key) from the state folder:
+# make them before any test builds settings, as `mc stack up` would on a fresh machine.
+ensure_install_secrets(StackSettings().state_dir)
 
 
 def _ensure_up(component: str) -> StackSettings:

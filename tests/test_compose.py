@@ -15,13 +15,16 @@ from devstack import StackSettings
 from mc_cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PART_SERVICES = {"init", "processor", "trainer", "inference-node"}
+PART_SERVICES = {"init", "processor", "trainer", "inference-node", "dashboard"}
+#: settings that are per-install secrets: compose takes them from `mc stack secrets`' file, never literal
+SECRET_VARIABLES = ("MC_S3_ACCESS_KEY", "MC_S3_SECRET_KEY", "MC_VLLM_API_KEY", "MC_ADAPTER_SIGNING_KEY")
 #: the settings class each service's part reads (its MC_ variables must name fields of it)
 SETTINGS_OF = {
     "init": "schemas.settings:ContractSettings",
     "processor": "stream_processors.settings:ProcessorSettings",
     "trainer": "trainer.settings:TrainerSettings",
     "inference-node": "inference.settings:InferenceSettings",
+    "dashboard": "dashboard.settings:DashboardSettings",
 }
 
 
@@ -44,21 +47,31 @@ def _published(service: dict[str, Any]) -> set[int]:
 def test_services_are_the_stack_and_one_per_part(compose: dict[str, Any]) -> None:
     assert {"kafka", "minio", "vllm", "init"} <= set(compose["services"])
     parts = set(compose["services"]) - {"kafka", "minio", "vllm", "init"}
-    assert parts <= {"processor", "trainer", "inference-node"}
+    assert parts <= {"processor", "trainer", "inference-node", "dashboard"}
 
 
-def test_ports_match_the_settings_defaults(compose: dict[str, Any]) -> None:
-    s = StackSettings()
+def test_only_the_node_and_the_dashboard_reach_the_host(compose: dict[str, Any]) -> None:
+    """Kafka, MinIO, vLLM (which loads adapters on request) and the processor stay on the network."""
+    from dashboard.settings import DashboardSettings
+    from inference.settings import InferenceSettings
+
     svc = compose["services"]
-    assert s.kafka_port in _published(svc["kafka"])
-    assert s.s3_port in _published(svc["minio"])
-    assert s.vllm_port in _published(svc["vllm"])
+    published = {name: _published(service) for name, service in svc.items() if service.get("ports")}
+    assert published == {
+        "inference-node": {InferenceSettings().node_port},
+        "dashboard": {DashboardSettings().dashboard_port},
+    }
+    s = StackSettings()
+    assert str(s.kafka_port) in svc["kafka"]["expose"]
+    assert str(s.s3_port) in svc["minio"]["expose"]
+    assert str(s.vllm_port) in svc["vllm"]["expose"]
 
 
 def test_vllm_serves_the_base_model_with_runtime_lora(compose: dict[str, Any]) -> None:
     s = StackSettings()
     vllm = compose["services"]["vllm"]
     assert vllm["environment"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert vllm["environment"]["VLLM_API_KEY"].startswith("${MC_VLLM_API_KEY:?")
     cmd = " ".join(vllm["command"])
     assert "--enable-lora" in cmd
     assert f"--served-model-name {s.base_model_name}" in cmd
@@ -75,13 +88,14 @@ def test_parts_point_at_the_services_with_mc_settings(compose: dict[str, Any]) -
         assert env["MC_S3_ENDPOINT"] == f"http://minio:{s.s3_port}"
         assert env["MC_VLLM_URL"] == f"http://vllm:{s.vllm_port}"
         assert env["MC_S3_BUCKET"] == s.s3_bucket
-        assert env["MC_S3_ACCESS_KEY"] == s.s3_access_key
+        for secret in SECRET_VARIABLES:  # required from the env file, never a constant
+            assert env[secret].startswith(f"${{{secret}:?"), (name, secret)
         assert all(key.startswith("MC_") for key in env)
         # every variable names a real setting (a typo would be silently ignored by the part)
         assert {key.removeprefix("MC_").lower() for key in env} <= _settings_fields(name)
     minio_env = services["minio"]["environment"]
-    assert minio_env["MINIO_ROOT_USER"] == s.s3_access_key
-    assert minio_env["MINIO_ROOT_PASSWORD"] == s.s3_secret_key.get_secret_value()
+    assert minio_env["MINIO_ROOT_USER"].startswith("${MC_S3_ACCESS_KEY:?")
+    assert minio_env["MINIO_ROOT_PASSWORD"].startswith("${MC_S3_SECRET_KEY:?")
 
 
 def test_part_commands_exist_in_the_cli(compose: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from inference.api import NodeClient
 from inference.launch import node_process
@@ -63,4 +64,24 @@ def wait_for_version(client: NodeClient, model_id: str, version: int, timeout_s:
 def vllm_models(vllm_url: str) -> list[str]:
     import httpx
 
-    return [m["id"] for m in httpx.get(f"{vllm_url}/v1/models", timeout=10).json()["data"]]
+    from schemas.settings import ContractSettings
+
+    resp = httpx.get(f"{vllm_url}/v1/models", headers=ContractSettings().vllm_headers(), timeout=10)
+    return [m["id"] for m in resp.json()["data"]]
+
+
+def vllm_post(url: str, body: dict[str, Any], timeout: float = 120) -> tuple[int, str]:
+    """POST JSON to the stack's vLLM with its API key: (status, body text), errors included."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from schemas.settings import ContractSettings
+
+    headers = {"content-type": "application/json", **ContractSettings().vllm_headers()}
+    req = urllib.request.Request(url, json.dumps(body).encode(), headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

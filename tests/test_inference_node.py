@@ -10,6 +10,7 @@ from inference.adapters import delete_adapters, upload_adapter
 from inference.api import VERSION_FIELD, VERSION_HEADER
 from producers import EventPublisher
 from schemas.events import AdapterUpdate
+from schemas.signing import sign_update
 from schemas.storage import s3_client
 from tests.test_inference_fixtures import peft_adapter_dir, running_node, vllm_models, wait_for_version
 
@@ -56,9 +57,8 @@ def test_node_serves_live_version_refuses_bad_hash_and_unloads(vllm, s3, topics,
                 pub.publish(_key(), upload_adapter(store, settings, mid, 3, adapter, parent_version=1)).result(30)
                 wait_for_version(node, mid, 3)
                 _wait(lambda: f"{mid}@v1" not in vllm_models(vllm.vllm_url))  # old name unloaded after drain
-                pub.publish(
-                    _key(), AdapterUpdate(model_id=mid, version=0, base_model=settings.base_model_name, rollback=True)
-                ).result(30)
+                base = AdapterUpdate(model_id=mid, version=0, base_model=settings.base_model_name, rollback=True)
+                pub.publish(_key(), sign_update(base, settings.signing_key())).result(30)
                 wait_for_version(node, mid, 0)
                 assert node.chat({**CHAT, "model": mid}).headers[VERSION_HEADER] == "0"
                 _wait(lambda: f"{mid}@v3" not in vllm_models(vllm.vllm_url))

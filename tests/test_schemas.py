@@ -46,7 +46,7 @@ def reward(p: PredictionEvent, value: float = 1.0) -> RewardEvent:
     return RewardEvent(prediction_id=p.prediction_id, model_id=p.model_id, reward=value)
 
 
-ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=40)
+ids = st.from_regex(r"\A[a-z0-9][a-z0-9._-]{0,39}\Z")  # the contract's ModelId slug
 texts = st.text(max_size=200)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 aware = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))

@@ -8,8 +8,6 @@ model trains once: on 2 CPU cores that takes well under a minute.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from producers.settings import ProducerSettings
 from schemas.events import AdapterUpdate, Message, PredictionEvent, RewardEvent, TrainingExample
 from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, s3_client
 from schemas.topics import TopicKey, topic_name
+from tests.test_inference_fixtures import vllm_post
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
 
@@ -250,22 +249,13 @@ def test_list_rollback_and_training_on_top_of_the_rollback(run: Run, monkeypatch
     assert v4.parent_version == 1 and not v4.rollback
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[int, str]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 @pytest.mark.vllm
 def test_the_published_adapter_loads_into_the_running_vllm(run: Run, vllm: StackSettings) -> None:
     name = f"trainer-test-{uuid.uuid4().hex[:8]}"
-    status, text = _post(f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(run.final)})
+    status, text = vllm_post(f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(run.final)})
     assert status == 200, text
     try:
-        status, text = _post(
+        status, text = vllm_post(
             f"{vllm.vllm_url}/v1/chat/completions",
             {
                 "model": name,
@@ -277,5 +267,5 @@ def test_the_published_adapter_loads_into_the_running_vllm(run: Run, vllm: Stack
         assert status == 200, text
         assert json.loads(text)["choices"][0]["message"]["content"]
     finally:
-        status, text = _post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
+        status, text = vllm_post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
         assert status == 200, text

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,21 +13,13 @@ import pytest
 
 from devstack import StackSettings
 from devstack.checkpoint import ensure_checkpoint
+from tests.test_inference_fixtures import vllm_models, vllm_post
 
 pytestmark = [pytest.mark.vllm]
 
 
-def _post(url: str, body: dict[str, Any], timeout: float = 120) -> tuple[int, str]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _chat(s: StackSettings, model: str) -> dict[str, Any]:
-    status, text = _post(
+    status, text = vllm_post(
         f"{s.vllm_url}/v1/chat/completions",
         {
             "model": model,
@@ -77,22 +67,23 @@ def fresh_adapter(vllm: StackSettings, tmp_path_factory: pytest.TempPathFactory)
 
 def test_runtime_lora_load_of_a_fresh_peft_adapter(vllm: StackSettings, fresh_adapter: Path) -> None:
     name = f"test-{uuid.uuid4().hex[:8]}@v1"
-    status, text = _post(f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(fresh_adapter)})
+    status, text = vllm_post(
+        f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(fresh_adapter)}
+    )
     assert status == 200, text
     try:
-        with urllib.request.urlopen(f"{vllm.vllm_url}/v1/models", timeout=10) as resp:
-            assert name in [m["id"] for m in json.load(resp)["data"]]
+        assert name in vllm_models(vllm.vllm_url)
         base = _chat(vllm, vllm.base_model_name)["choices"][0]["logprobs"]["content"][0]
         tuned = _chat(vllm, name)["choices"][0]["logprobs"]["content"][0]
         # same prompt, greedy: the adapter's non-zero weights must move the first token's logprob
         assert (tuned["token"], round(tuned["logprob"], 3)) != (base["token"], round(base["logprob"], 3))
     finally:
-        status, text = _post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
+        status, text = vllm_post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
         assert status == 200, text
 
 
 def _completion(s: StackSettings, model: str, prompt: list[int]) -> tuple[list[int], list[float]]:
-    status, text = _post(
+    status, text = vllm_post(
         f"{s.vllm_url}/v1/completions",
         {
             "model": model,
@@ -119,7 +110,9 @@ def test_served_logprobs_with_an_adapter_match_peft(vllm: StackSettings, fresh_a
     tok = AutoTokenizer.from_pretrained(checkpoint)
     prompts = [tok.encode(t) for t in ("What is 7 times 6? Answer:", "def add(a, b):\n", "The capital of France")]
     name = f"test-{uuid.uuid4().hex[:8]}@v1"
-    status, text = _post(f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(fresh_adapter)})
+    status, text = vllm_post(
+        f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(fresh_adapter)}
+    )
     assert status == 200, text
     try:
         # concurrent: batches with the adapter alone and with the base model beside it
@@ -127,7 +120,7 @@ def test_served_logprobs_with_an_adapter_match_peft(vllm: StackSettings, fresh_a
         with ThreadPoolExecutor(len(jobs)) as pool:
             served = list(pool.map(lambda job: _completion(vllm, *job), jobs))
     finally:
-        _post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
+        vllm_post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
     base = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(fresh_adapter)).eval()
     worst = {True: 0.0, False: 0.0}
@@ -148,7 +141,7 @@ def test_served_logprobs_with_an_adapter_match_peft(vllm: StackSettings, fresh_a
 
 
 def test_unknown_adapter_is_a_clear_error(vllm: StackSettings) -> None:
-    status, text = _post(
+    status, text = vllm_post(
         f"{vllm.vllm_url}/v1/chat/completions",
         {"model": "no-such-adapter", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
     )

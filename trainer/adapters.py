@@ -8,6 +8,7 @@ from producers.publisher import EventPublisher
 from producers.settings import ProducerSettings
 from schemas.errors import AdapterError
 from schemas.events import AdapterUpdate
+from schemas.signing import sign_update
 from schemas.topics import TopicKey
 from trainer.announce import Announcements
 from trainer.settings import TrainerSettings
@@ -61,6 +62,7 @@ def rollback(settings: TrainerSettings, model_id: str, version: int) -> AdapterU
             metrics=manifest.metrics,
             rollback=True,
         )
+    update = sign_update(update, settings.signing_key())
     producer_fields = {k: v for k, v in settings.model_dump().items() if k in ProducerSettings.model_fields}
     with EventPublisher(ProducerSettings(**producer_fields)) as events:
         events.publish(TopicKey.ADAPTER_UPDATES, update).result(settings.publish_timeout_s)

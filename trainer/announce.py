@@ -4,6 +4,9 @@ The topic is the source of truth for "which version serves": rollbacks are annou
 the trainer continues from the latest announced version, whoever announced it. Read with a
 group-less assignment from the beginning (nothing is committed: every start re-reads the compacted
 topic, which holds about one record per model).
+
+Only signed announcements count (:mod:`schemas.signing`): an update someone else wrote to the topic
+must not make the trainer train on top of, or number after, a version no trainer made.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from schemas.errors import KafkaError, SchemaError
+from schemas.errors import KafkaError, SchemaError, UntrustedAdapterError
 from schemas.events import AdapterUpdate
 from schemas.serde import decode
 from schemas.settings import ContractSettings
+from schemas.signing import verify_update
 from schemas.topics import TopicKey, topic_name
 
 __all__ = ["Announced", "Announcements"]
@@ -37,6 +41,9 @@ class Announcements:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         self.topic = topic_name(TopicKey.ADAPTER_UPDATES, settings)
+        self._key, self._bucket = settings.signing_key(), settings.s3_bucket
+        #: announcements ignored because no trainer signed them
+        self.refused = 0
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -73,6 +80,12 @@ class Announcements:
             update = decode(msg.value(), AdapterUpdate)  # type: ignore[attr-defined]
         except SchemaError as exc:  # not ours to fix; the processor's dead letters are for events in flight
             _log.warning("ignoring a bad record on %s: %s", self.topic, exc)
+            return None
+        try:
+            verify_update(update, self._key, self._bucket)
+        except UntrustedAdapterError as exc:
+            self.refused += 1
+            _log.error("ignoring an announcement on %s@%d: %s", self.topic, msg.offset(), exc)  # type: ignore[attr-defined]
             return None
         self.record(update, msg.partition(), msg.offset())  # type: ignore[attr-defined]
         return None

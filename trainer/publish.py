@@ -19,6 +19,7 @@ from pathlib import Path
 
 from producers.publisher import EventPublisher
 from schemas.events import AdapterUpdate, TrainingWindow
+from schemas.signing import sign_update
 from schemas.topics import TopicKey
 from trainer.announce import Announcements
 from trainer.settings import TrainerSettings
@@ -46,7 +47,8 @@ class AdapterPublisher:
         self.events = events
 
     def announce(self, update: AdapterUpdate) -> None:
-        """Publish on adapter-updates and wait for the broker's acknowledgement."""
+        """Sign, publish on adapter-updates and wait for the broker's acknowledgement."""
+        update = sign_update(update, self.settings.signing_key())
         delivery = self.events.publish(TopicKey.ADAPTER_UPDATES, update).result(self.settings.publish_timeout_s)
         self.view.record(update, delivery.partition, delivery.offset)
 
