@@ -39,7 +39,7 @@ __all__ = ["run"]
 
 def _checkpoint_dir(settings: InferenceSettings) -> Path:
     """vLLM's /v1/models names the folder it serves the base model from (``root``)."""
-    data = httpx.get(f"{settings.vllm_url}/v1/models", timeout=10).json()["data"]
+    data = httpx.get(f"{settings.vllm_url}/v1/models", headers=settings.vllm_headers(), timeout=10).json()["data"]
     root = next(m["root"] for m in data if m["id"] == settings.base_model_name)
     return Path(root)
 

@@ -23,6 +23,10 @@ COUNTERS = (
     "requests",
     "requests_failed",
     "requests_retried",
+    # requests the node's HTTP edge turned away before they reached vLLM, by reason
+    "requests_refused_unauthorized",
+    "requests_refused_too_large",
+    "requests_refused_invalid",
 )
 
 

@@ -5,19 +5,32 @@ The node asks vLLM for the sampled tokens' ids and logprobs (``logprobs`` and
 ``return_tokens_as_token_ids``, unless the caller set them) and names the version that served the
 request in the ``x-mc-adapter-version`` header and the ``mc_adapter_version`` body field.
 Streaming is not supported (400): the agent loop needs whole completions with their token ids.
+
+The HTTP edge: when ``MC_NODE_API_KEYS`` is set, every ``/v1/...`` route wants
+``Authorization: Bearer <one of them>`` (401 otherwise); ``/health``, ``/status`` and ``/metrics``
+stay open for operators and Prometheus and show no secrets. A chat body over ``MC_NODE_MAX_BODY_BYTES``
+is refused (413) before more than that is read; one that is not a chat request, or asks for more than
+``MC_NODE_MAX_TOKENS`` tokens or ``MC_NODE_MAX_N`` choices, is refused (400). Every refusal is counted
+(``requests_refused_<reason>``) and every error the node makes answers an OpenAI-style body
+``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference.api import ADAPTER_FIELD, VERSION_FIELD, VERSION_HEADER, NodeStatus, Routes
 from inference.metrics import NodeMetrics
@@ -76,7 +89,7 @@ class Node:
         headers = {VERSION_HEADER: str(serving.version)}
         if resp.status_code != 200:
             self.metrics.inc("requests_failed")
-            return Response(resp.content, resp.status_code, headers, media_type="application/json")
+            return _upstream_error(resp, headers)
         data = resp.json()
         data["model"] = model
         data[VERSION_FIELD] = serving.version
@@ -90,12 +103,133 @@ class Node:
         return await self.vllm.chat(upstream)
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status)
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A request the edge turns away before it reaches vLLM; ``reason`` names its counter."""
+
+    status: int
+    message: str
+    reason: str  # unauthorized, too_large or invalid: counted as requests_refused_<reason>
+    param: str | None = None
+    kind: str = "invalid_request_error"
+
+
+def _error(
+    status: int, message: str, kind: str, *, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    # OpenAI's error body; `code` is the HTTP status, as vLLM's own errors (passed through) have it.
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    return JSONResponse(body, status, headers)
+
+
+def _refuse(metrics: NodeMetrics, refusal: _Refusal) -> JSONResponse:
+    metrics.inc(f"requests_refused_{refusal.reason}")
+    headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
+    return _error(refusal.status, refusal.message, refusal.kind, param=refusal.param, headers=headers)
+
+
+def _upstream_error(resp: httpx.Response, headers: dict[str, str]) -> Response:
+    """vLLM's answer when it is not a completion: its own OpenAI-style error, else one of ours."""
+    if resp.status_code in (401, 403):
+        # vLLM refused the node's key: the caller's credentials are fine, the node's are not.
+        return _error(502, "vLLM refused the node's API key (MC_VLLM_API_KEY)", "upstream_error", headers=headers)
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return Response(resp.content, resp.status_code, headers, media_type="application/json")
+    return _error(resp.status_code, f"vLLM answered: {resp.text[:300]}", "upstream_error", headers=headers)
+
+
+#: every route under this prefix wants a token (the OpenAI surface); the ops routes are outside it
+_GUARDED_PREFIX = "/v1/"
+
+
+class _BearerAuth:
+    """Pure ASGI middleware: ``/v1/...`` wants ``Authorization: Bearer <token>`` (vLLM's scheme).
+
+    Tokens are kept as sha256 digests and compared with ``hmac.compare_digest`` against every one,
+    so the time taken says nothing about how much of a token matched, or which.
+    """
+
+    def __init__(self, app: ASGIApp, *, tokens: tuple[str, ...], metrics: NodeMetrics) -> None:
+        self.app = app
+        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+        self._metrics = metrics
+
+    def _authorized(self, headers: Headers) -> bool:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        given = hashlib.sha256(token.strip().encode()).digest()
+        ok = False
+        for digest in self._digests:
+            ok |= hmac.compare_digest(given, digest)
+        return ok
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = str(scope["path"]).removeprefix(scope.get("root_path", ""))
+            if path.startswith(_GUARDED_PREFIX) and not self._authorized(Headers(scope=scope)):
+                message = "missing or wrong API key: send Authorization: Bearer <key>"
+                refusal = _Refusal(401, message, "unauthorized", kind="authentication_error")
+                await _refuse(self._metrics, refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _read_capped(request: Request, cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to be over ``cap`` bytes (the rest is never read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return None
+    # Counted while reading too: the client may lie in Content-Length or send it chunked.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_chat(raw: bytes, settings: InferenceSettings) -> dict[str, Any] | _Refusal:
+    """The chat body as a dict, or why the edge refuses it (what vLLM would reject or should not get)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return _Refusal(400, "the body is not JSON", "invalid")
+    if not isinstance(body, dict):
+        return _Refusal(400, "the body must be a JSON object", "invalid")
+    if body.get("stream"):
+        return _Refusal(400, "streaming is not supported by the inference node", "invalid", "stream")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        return _Refusal(400, "messages must be a non-empty list of message objects", "invalid", "messages")
+    if body.get("model") is not None and not isinstance(body["model"], str):
+        return _Refusal(400, "model must be a string", "invalid", "model")
+    limits = {
+        "max_tokens": settings.node_max_tokens,
+        "max_completion_tokens": settings.node_max_tokens,
+        "n": settings.node_max_n,
+    }
+    for param, cap in limits.items():
+        value = body.get(param)
+        # bool is an int to Python, not to JSON: `"n": true` is refused like any non-integer.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cap):
+            return _Refusal(400, f"{param} must be an integer from 1 to {cap} on this node", "invalid", param)
+    return body
 
 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     node = Node(settings or InferenceSettings())
+    tokens = node.s.node_tokens()
+    if tokens:
+        _log.info("/v1 routes want one of %d bearer token(s) (MC_NODE_API_KEYS)", len(tokens))
+    else:
+        _log.warning("MC_NODE_API_KEYS is not set: anyone who can reach this node can use its /v1 routes")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,17 +242,18 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Maximum Continual inference node", lifespan=lifespan)
     app.state.node = node
+    if tokens:
+        app.add_middleware(_BearerAuth, tokens=tokens, metrics=node.metrics)
 
     @app.post(Routes.CHAT)
     async def chat(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return _error(400, "the body is not JSON", "invalid_request_error")
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object", "invalid_request_error")
-        if body.get("stream"):
-            return _error(400, "streaming is not supported by the inference node", "invalid_request_error")
+        cap = node.s.node_max_body_bytes
+        raw = await _read_capped(request, cap)
+        if raw is None:
+            return _refuse(node.metrics, _Refusal(413, f"the body is over {cap} bytes", "too_large"))
+        body = _check_chat(raw, node.s)
+        if isinstance(body, _Refusal):
+            return _refuse(node.metrics, body)
         try:
             return await node.chat(body)
         except httpx.HTTPError as exc:

@@ -10,7 +10,7 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from schemas.settings import ContractSettings
 
@@ -41,3 +41,20 @@ class InferenceSettings(ContractSettings):
     unload_on_shutdown: bool = Field(True, description="unload this node's adapters from vLLM when it stops")
     load_retries: int = Field(3, ge=1, description="attempts to download+load one version before giving up")
     history_size: int = Field(50, ge=1, description="switches per model kept for /status")
+
+    # The HTTP edge: who may call /v1/... and how much one request may ask for.
+    node_api_keys: SecretStr | None = Field(
+        None,
+        description="bearer tokens accepted on /v1/... routes, comma-separated (unset or empty: no check)",
+    )
+    node_max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted (413)")
+    node_max_tokens: int = Field(
+        4096, ge=1, description="largest max_tokens / max_completion_tokens a request may ask for (400)"
+    )
+    node_max_n: int = Field(4, ge=1, description="most choices (n) one request may ask for (400)")
+
+    def node_tokens(self) -> tuple[str, ...]:
+        """The bearer tokens /v1/... routes accept; empty when the node is open to anyone."""
+        if self.node_api_keys is None:
+            return ()
+        return tuple(t for t in (part.strip() for part in self.node_api_keys.get_secret_value().split(",")) if t)

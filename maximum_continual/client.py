@@ -68,8 +68,12 @@ class MaximumContinual:
     def llm(self) -> LLMClient:
         if self._llm_factory is not None:
             return self._llm_factory()
-        url = self.settings.inference_url or self.settings.vllm_url
-        return OpenAIChatClient(url, timeout_s=self.settings.request_timeout_s, api_key=self.settings.api_key)
+        s = self.settings
+        if s.inference_url:  # the node: MC_API_KEY is one of its MC_NODE_API_KEYS
+            return OpenAIChatClient(s.inference_url, timeout_s=s.request_timeout_s, api_key=s.api_key)
+        # Straight to vLLM, which wants its own key (MC_VLLM_API_KEY) unless the caller gave one.
+        api_key = s.api_key or (s.vllm_api_key.get_secret_value() if s.vllm_api_key else None)
+        return OpenAIChatClient(s.vllm_url, timeout_s=s.request_timeout_s, api_key=api_key)
 
     def publisher(self) -> EventPublisher:
         with self._lock:
