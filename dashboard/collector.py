@@ -85,6 +85,7 @@ class Collector:
                         "live": {m: v.get("version") for m, v in status.get("models", {}).items()},
                         "last_update": status.get("last_update"),
                         "load_ms": status.get("load_ms"),
+                        "refused": _refusals(status.get("counters", {})),
                     }
                 )
             except Exception as exc:
@@ -166,3 +167,10 @@ def _sum_reasons(processors: list[dict[str, Any]]) -> dict[str, int]:
                 reason = name.removeprefix("dead_letters.")
                 out[reason] = out.get(reason, 0) + int(n)
     return out
+
+
+def _refusals(counters: dict[str, int]) -> dict[str, int]:
+    """A node's refusals by reason: forged adapter updates (``updates_refused_unsigned``, ...) and
+    refused requests (``requests_refused_unauthorized``, ...); the per-reason counters, not totals."""
+    prefixes = ("updates_refused_", "requests_refused_")
+    return {k: int(v) for k, v in sorted(counters.items()) if k.startswith(prefixes)}

@@ -80,4 +80,14 @@ def render(snap: dict[str, Any]) -> str:
             for m, v in n["live"].items()
         ],
     )
+    metric(
+        "mc_inference_refused_total",
+        "counter",
+        "adapter updates and requests an inference node refused, by reason",
+        [
+            (_labels(node=n["node_id"], reason=reason), count)
+            for n in snap.get("inference_nodes", [])
+            for reason, count in n.get("refused", {}).items()
+        ],
+    )
     return "\n".join(lines) + "\n"

@@ -81,7 +81,9 @@ def run(
             _wait_version(node, model_id, 1)
             steps.update(1)
             via_node = Target("node", node.base_url, model_id, True)
-            direct = Target("direct", node_settings.vllm_url, adapter_name(model_id, 1), False)
+            direct = Target(
+                "direct", node_settings.vllm_url, adapter_name(model_id, 1), False, node_settings.vllm_headers()
+            )
             load = LoadGenerator(
                 [[via_node, direct] if i % 2 == 0 else [direct, via_node] for i in range(clients)],
                 max_tokens=max_tokens,

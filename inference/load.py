@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -27,6 +27,8 @@ class Target:
     base_url: str
     model: str
     via_node: bool
+    #: e.g. the Authorization header vLLM or a node with MC_NODE_API_KEYS wants
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,9 @@ class LoadGenerator:
         return list(self.samples)
 
     def _client(self, targets: list[Target]) -> None:
-        clients = {t.base_url: httpx.Client(base_url=t.base_url, timeout=self._timeout) for t in targets}
+        clients = {
+            t.base_url: httpx.Client(base_url=t.base_url, timeout=self._timeout, headers=t.headers) for t in targets
+        }
         i = 0
         try:
             while not self._stop.is_set():

@@ -27,6 +27,11 @@ COUNTERS = (
     "requests_refused_unauthorized",
     "requests_refused_too_large",
     "requests_refused_invalid",
+    # adapter updates not signed by a trainer or pointing elsewhere (schemas.signing), by reason
+    "updates_refused",
+    "updates_refused_unsigned",
+    "updates_refused_bad_signature",
+    "updates_refused_foreign_uri",
 )
 
 

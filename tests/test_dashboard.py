@@ -174,9 +174,10 @@ def test_prometheus_text_is_well_formed() -> None:
         "events_per_s": {"t": 2.0},
         "dead_letters_by_reason": {"invalid": 3},
         "rewards": [{"model_id": "m", "adapter_version": 2, "count": 4, "mean": 0.5}],
-        "inference_nodes": [{"node_id": "n1", "live": {"m": 2}}],
+        "inference_nodes": [{"node_id": "n1", "live": {"m": 2}, "refused": {"updates_refused_unsigned": 1}}],
     }
     text = render(snap)
+    assert 'mc_inference_refused_total{node="n1",reason="updates_refused_unsigned"} 1' in text
     assert 'mc_consumer_lag_messages{group="g\\"1",topic="t",partition="0"} 5' in text
     assert 'mc_reward_mean{model_id="m",adapter_version="2"} 0.5' in text
     assert 'mc_inference_live_version{node="n1",model_id="m"} 2' in text
