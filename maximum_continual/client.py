@@ -52,6 +52,11 @@ class MaximumContinual:
             from maximum_continual.deploy import ensure_local_stack
 
             ensure_local_stack(self.settings)
+            if settings is None and self.settings.vllm_api_key is None:
+                # `mc stack up` may have just written this install's secrets (vLLM's key, S3's).
+                self.settings = ClientSettings(**overrides)
+                if self.settings.inference_url == "":
+                    self.settings = self.settings.model_copy(update={"inference_url": None})
 
     def init_model(self, model_id: str) -> MaximumContinualModel:
         """The model ``model_id`` (created on first use: it starts as the base model, version 0)."""
