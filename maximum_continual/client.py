@@ -42,9 +42,7 @@ class MaximumContinual:
     ) -> None:
         if settings is not None and overrides:
             settings = settings.model_copy(update=overrides)
-        self.settings = settings or ClientSettings(**overrides)
-        if self.settings.inference_url == "":
-            self.settings = self.settings.model_copy(update={"inference_url": None})
+        self.settings = _normalised(settings or ClientSettings(**overrides))
         self._llm_factory = llm
         self._publisher: EventPublisher | None = None
         self._lock = threading.Lock()
@@ -54,9 +52,7 @@ class MaximumContinual:
             ensure_local_stack(self.settings)
             if settings is None and self.settings.vllm_api_key is None:
                 # `mc stack up` may have just written this install's secrets (vLLM's key, S3's).
-                self.settings = ClientSettings(**overrides)
-                if self.settings.inference_url == "":
-                    self.settings = self.settings.model_copy(update={"inference_url": None})
+                self.settings = _normalised(ClientSettings(**overrides))
 
     def init_model(self, model_id: str) -> MaximumContinualModel:
         """The model ``model_id`` (created on first use: it starts as the base model, version 0)."""
@@ -102,3 +98,10 @@ class MaximumContinual:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def _normalised(settings: ClientSettings) -> ClientSettings:
+    """``MC_INFERENCE_URL=""`` means no node, like ``None``."""
+    if settings.inference_url == "":
+        return settings.model_copy(update={"inference_url": None})
+    return settings
