@@ -95,6 +95,16 @@ def test_malformed_invalid_and_wrong_key_go_to_dead_letters_with_the_original_by
     assert len(proc.state) == 1
 
 
+def test_a_model_id_that_walks_the_file_system_is_dead_lettered() -> None:
+    """The contract refuses non-slug model ids; the processor dead-letters them, the join goes on."""
+    proc, sink = _proc()
+    evil = json.dumps({"schema_version": 1, "model_id": "../../../tmp/evil", "prediction_id": "x", "reward": 1.0})
+
+    run(proc.handle("R", 0, 0, None, b"x", evil.encode()))
+    assert [d.reason for d in sink.dead] == ["invalid"] and "model_id" in sink.dead[0].error
+    assert proc.state == {} and sink.examples == []
+
+
 def test_expiry_works_for_states_recovered_after_a_restart() -> None:
     state: dict[bytes, bytes] = {}
     proc, _ = _proc(state)
