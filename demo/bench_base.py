@@ -42,7 +42,8 @@ class BasePredictor:
         **kwargs: Any,
     ) -> PredictionResponseT:
         config = AgentConfig(model=self.s.base_model_name, **kwargs)
-        llm = OpenAIChatClient(self.s.vllm_url)
+        key = self.s.vllm_api_key.get_secret_value() if self.s.vllm_api_key else None
+        llm = OpenAIChatClient(self.s.vllm_url, api_key=key)
         try:
             run = await run_agent(
                 llm,
