@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from maximum_continual.executor import FinalCall, SandboxExecutor, StepOutcome
 from maximum_continual.llm import InferenceError, LLMClient
+from maximum_continual.sandbox import FinalCall, SandboxExecutor, SandboxLimits, StepOutcome
+from maximum_continual.sandbox.limits import DEFAULT_CPU_S, DEFAULT_MEMORY_MIB
 from maximum_continual.system_prompt import OBSERVATION_PREFIX, expand_examples
 from maximum_continual.types import FreeFormAnswer
 from schemas.events import AssistantTurn, Message
@@ -39,6 +40,9 @@ class AgentConfig:
     max_tokens: int = 384
     temperature: float = 0.7
     max_print_chars: int = 4000
+    sandbox_memory_mib: int = DEFAULT_MEMORY_MIB
+    sandbox_cpu_s: int = DEFAULT_CPU_S
+    allow_unsafe_imports: bool = False
 
 
 @dataclass
@@ -118,59 +122,67 @@ async def run_agent(
 ) -> AgentRun:
     t_start = time.perf_counter()
     run = AgentRun(messages=expand_examples(messages))
-    executor = SandboxExecutor(
-        tools, authorized_imports, step_timeout_s=config.step_timeout_s, max_print_chars=config.max_print_chars
-    )
     llm_s = exec_s = 0.0
-    for _step in range(config.max_steps):
-        t0 = time.perf_counter()
-        try:
-            completion = await llm.complete(
-                run.messages,
-                model=config.model,
-                max_tokens=config.max_tokens,
-                temperature=config.temperature,
-                stop=STOP,
-            )
-        except InferenceError as exc:
-            if exc.status != 400 or not run.turns:
-                raise  # the endpoint is down or refuses us from the start: the app must know
-            run.error = f"the model refused the conversation at step {len(run.turns) + 1}: {exc}"
-            break  # e.g. it outgrew the context: a failed run, still worth a reward
-        finally:
-            llm_s += time.perf_counter() - t0
-        run.messages.append(Message(role="assistant", content=completion.text))
-        run.turns.append(
-            AssistantTurn(
-                message_index=len(run.messages) - 1,
-                completion_token_ids=completion.token_ids,
-                completion_logprobs=completion.logprobs,
-                finish_reason=completion.finish_reason,
-            )
-        )
-        run.adapter_versions.append(completion.adapter_version)
-        code = parse_code(completion.text)
-        if code is None:
-            observation = (
-                "Error: no code found. Answer with a Python code block (```python ... ```) "
-                "and call final_answer(...) in it when you know the answer."
-            )
-        else:
+    # One sandbox process for the run, started now so it imports while the model writes the first
+    # step; closed (killed) on every way out, cancellation included. Refused imports raise here,
+    # before any model call.
+    with SandboxExecutor(
+        tools,
+        authorized_imports,
+        step_timeout_s=config.step_timeout_s,
+        max_print_chars=config.max_print_chars,
+        limits=SandboxLimits(memory_mib=config.sandbox_memory_mib, cpu_s=config.sandbox_cpu_s),
+        allow_unsafe_imports=config.allow_unsafe_imports,
+    ) as executor:
+        for _step in range(config.max_steps):
             t0 = time.perf_counter()
-            outcome = await asyncio.to_thread(executor.run, code)
-            exec_s += time.perf_counter() - t0
-            if outcome.final is not None:
-                try:
-                    run.final = validate_final_answer(outcome.final, final_answer_model)
-                    break
-                except FinalAnswerRejected as exc:
-                    observation = f"Error: final_answer was rejected: {exc}"
-                    if outcome.logs.strip():
-                        observation = f"Execution logs:\n{outcome.logs.rstrip()}\n{observation}"
+            try:
+                completion = await llm.complete(
+                    run.messages,
+                    model=config.model,
+                    max_tokens=config.max_tokens,
+                    temperature=config.temperature,
+                    stop=STOP,
+                )
+            except InferenceError as exc:
+                if exc.status != 400 or not run.turns:
+                    raise  # the endpoint is down or refuses us from the start: the app must know
+                run.error = f"the model refused the conversation at step {len(run.turns) + 1}: {exc}"
+                break  # e.g. it outgrew the context: a failed run, still worth a reward
+            finally:
+                llm_s += time.perf_counter() - t0
+            run.messages.append(Message(role="assistant", content=completion.text))
+            run.turns.append(
+                AssistantTurn(
+                    message_index=len(run.messages) - 1,
+                    completion_token_ids=completion.token_ids,
+                    completion_logprobs=completion.logprobs,
+                    finish_reason=completion.finish_reason,
+                )
+            )
+            run.adapter_versions.append(completion.adapter_version)
+            code = parse_code(completion.text)
+            if code is None:
+                observation = (
+                    "Error: no code found. Answer with a Python code block (```python ... ```) "
+                    "and call final_answer(...) in it when you know the answer."
+                )
             else:
-                observation = _observation(outcome)
-        run.messages.append(Message(role="user", content=OBSERVATION_PREFIX + observation))
-    else:
-        run.error = f"no valid final answer after {config.max_steps} steps (the step limit)"
+                t0 = time.perf_counter()
+                outcome = await asyncio.to_thread(executor.run, code)
+                exec_s += time.perf_counter() - t0
+                if outcome.final is not None:
+                    try:
+                        run.final = validate_final_answer(outcome.final, final_answer_model)
+                        break
+                    except FinalAnswerRejected as exc:
+                        observation = f"Error: final_answer was rejected: {exc}"
+                        if outcome.logs.strip():
+                            observation = f"Execution logs:\n{outcome.logs.rstrip()}\n{observation}"
+                else:
+                    observation = _observation(outcome)
+            run.messages.append(Message(role="user", content=OBSERVATION_PREFIX + observation))
+        else:
+            run.error = f"no valid final answer after {config.max_steps} steps (the step limit)"
     run.timings = {"total_s": time.perf_counter() - t_start, "llm_s": llm_s, "exec_s": exec_s}
     return run

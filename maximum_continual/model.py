@@ -23,7 +23,16 @@ __all__ = ["MaximumContinualModel"]
 T = TypeVar("T")
 
 #: predict's keyword arguments that tune one run (defaults come from the client's settings)
-_RUN_OPTIONS = ("max_steps", "step_timeout_s", "max_tokens", "temperature", "max_print_chars")
+_RUN_OPTIONS = (
+    "max_steps",
+    "step_timeout_s",
+    "max_tokens",
+    "temperature",
+    "max_print_chars",
+    "sandbox_memory_mib",
+    "sandbox_cpu_s",
+    "allow_unsafe_imports",
+)
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -56,8 +65,14 @@ class MaximumContinualModel:
         """Run the agent on ``messages`` until a valid final answer or the step limit.
 
         ``kwargs``: ``max_steps``, ``step_timeout_s``, ``max_tokens``, ``temperature``,
-        ``max_print_chars`` (defaults from the client's settings). A failed run still returns (with
+        ``max_print_chars``, ``sandbox_memory_mib``, ``sandbox_cpu_s``, ``allow_unsafe_imports``
+        (defaults from the client's settings). A failed run still returns (with
         ``final_response=None`` and ``metadata["error"]``) and is published, so it can be rewarded.
+
+        The agent's code runs in a separate process per call. ``additional_authorized_imports`` that
+        name a module on the sandbox's deny list (``os``, ``subprocess``, ``socket``, ``"*"``, ...)
+        raise :class:`~maximum_continual.sandbox.UnsafeImportError` before any model call, unless
+        ``allow_unsafe_imports=True``.
         """
         return _run_sync(self.apredict(messages, tools, additional_authorized_imports, final_answer_model, **kwargs))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from maximum_continual.sandbox.limits import DEFAULT_CPU_S, DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB
 from producers.settings import ProducerSettings
 
 __all__ = ["ClientSettings"]
@@ -29,5 +30,16 @@ class ClientSettings(ProducerSettings):
     max_tokens: int = Field(384, ge=1, description="completion tokens per model turn")
     temperature: float = Field(0.7, ge=0, description="sampling temperature of each model turn")
     max_print_chars: int = Field(4000, ge=100, description="printed output kept per step (the observation)")
+    sandbox_memory_mib: int = Field(
+        DEFAULT_MEMORY_MIB, ge=MIN_MEMORY_MIB, description="address space of the process that runs an agent's code"
+    )
+    sandbox_cpu_s: int = Field(
+        DEFAULT_CPU_S, ge=1, description="CPU seconds of that process (per agent run; past it the process is replaced)"
+    )
+    allow_unsafe_imports: bool = Field(
+        False,
+        description="let additional_authorized_imports name modules on the sandbox's deny list (os, subprocess, "
+        "socket, '*', ...): the agent's code then reaches files, processes or the network",
+    )
     publish_timeout_s: float = Field(30.0, gt=0, description="how long predict/update wait for Kafka's ack")
     deploy_timeout_s: float = Field(600.0, gt=0, description="how long auto_deploy waits for the local stack")
