@@ -201,7 +201,7 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
     async def join(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            if not gate.admit(msg):  # out of order around a rebalance: see guards.OffsetGate
+            if not await gate.admit(msg):  # out of order around a rebalance: see guards.OffsetGate
                 skip_unprocessed(msg)
                 proc.counters["records_out_of_order"] += 1
                 continue
@@ -215,7 +215,6 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
         if parts != owned["parts"]:
             proc.assigned(parts)
             owned["parts"] = parts
-        await gate.reseek()
         await proc.expire_due()
 
     from stream_processors.web import register_pages

@@ -34,6 +34,7 @@ Found reading its source for issue #11 (file:line of faust 0.15.3):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import weakref
@@ -104,15 +105,25 @@ class OffsetGate:
     the next admissible offset of a partition is its committed offset (the log start when nothing was
     committed). The consumer fetches from there in order; any other record (one fetched before the
     seek, below or above the turn) is skipped: the fetch from the seek brings it again in its turn.
-    Until the first seek of an assignment nothing is admitted (the state is not recovered yet). For
+    A record of the current generation that arrives before the seek of its assignment is known (the
+    state is still being recovered, or faust's seek is being awaited: the flow is suspended then, and
+    the fetch from the seek already delivers) is *held* until it is known, then judged like the others;
+    it is skipped if a revocation starts meanwhile (faust's ``stop_flow``, patched to count, comes before
+    it waits for the agent to finish) or the generation changes. Holding, not skipping, is what keeps a
+    partition live: a record at the committed offset skipped here would never be fetched again. For
     this to hold, faust's fetch loop must not drop records below the last offset it read nor ack a
-    "gap" above it: :meth:`install` takes its read offsets away (:class:`_NoReadOffsets`)."""
+    "gap" above it: :meth:`install` takes its read offsets away (:class:`_NoReadOffsets`).
+    """
+
+    #: how often a held record looks whether its assignment's seek is known (only during a rebalance)
+    poll_s = 0.02
 
     def __init__(self, app: Any, source_topics: set[str]) -> None:
         self.app = app
         self.source_topics = source_topics
         self.expected: dict[Any, int] = {}
-        self._reseek = False
+        #: revocations started (faust's ``Consumer.stop_flow`` calls)
+        self.stops = 0
 
     def install(self) -> None:
         from faust.transport import consumer as fc
@@ -132,15 +143,22 @@ class OffsetGate:
                 consumer._read_offset = _NoReadOffsets()
             await original_drain(consumer, fetcher)
 
+        def stop_flow(consumer: Any) -> None:
+            gate = getattr(consumer.app, "_mc_offset_gate", None)
+            if gate is not None:
+                gate.stops += 1
+            original_stop_flow(consumer)
+
         original_seek, original_drain = fc.Consumer.perform_seek, fc.Consumer._drain_messages
+        original_stop_flow = fc.Consumer.stop_flow
         perform_seek._mc_guard = True  # type: ignore[attr-defined]
         fc.Consumer.perform_seek = perform_seek  # type: ignore[method-assign,assignment]
         fc.Consumer._drain_messages = drain_messages  # type: ignore[method-assign,assignment]
+        fc.Consumer.stop_flow = stop_flow  # type: ignore[method-assign,assignment]
         fc.Consumer._add_gap = _no_gap  # type: ignore[method-assign]
 
     def on_revoked(self) -> None:
         self.expected.clear()
-        self._reseek = False
 
     async def on_sought(self, consumer: Any) -> None:
         tps = [tp for tp in consumer.assignment() if tp.topic in self.source_topics]
@@ -148,24 +166,23 @@ class OffsetGate:
         unknown = [tp for tp, offset in committed.items() if not offset]  # None: nothing committed, or 0
         earliest = await consumer.earliest_offsets(*unknown) if unknown else {}
         self.expected = {tp: committed[tp] or earliest.get(tp, 0) or 0 for tp in tps}
-        # Records fetched from the committed offsets while faust's seek was still being awaited reached
-        # the agent before the offsets above were known, and were skipped: :meth:`reseek` fetches them
-        # again, from the worker's timer once the rebalance is over (a seek from inside faust's rebalance
-        # hung the group in a run).
-        self._reseek = bool(self.expected)
 
-    async def reseek(self) -> None:
-        """After an assignment, seek each partition once more to the next offset the gate admits."""
-        if self._reseek:
-            self._reseek = False
-            await self.app.consumer.seek_wait(dict(self.expected))
+    async def admit(self, message: Any) -> bool:
+        """Whether the agent handles ``message`` now (else it is skipped and read again later).
 
-    def admit(self, message: Any) -> bool:
-        expected = self.expected.get(message.tp)
-        if expected is not None and message.offset == expected:
-            self.expected[message.tp] = expected + 1
-            return True
-        return False
+        An earlier version skipped the records that came before the seek was known and had the timer
+        seek again afterwards; that seek raced the next rebalance (``IllegalStateError: No current
+        assignment``, a crashed worker) or, queued on the consumer thread, stalled a table's recovery
+        for minutes: both seen in ``mc chaos join`` on a loaded machine."""
+        app, stops = self.app, self.stops
+        while (expected := self.expected.get(message.tp)) is None:
+            if message.generation_id != app.consumer_generation_id or self.stops != stops:
+                return False  # a revocation started: faust waits for this record to be released
+            await asyncio.sleep(self.poll_s)
+        if message.generation_id != app.consumer_generation_id or message.offset != expected:
+            return False
+        self.expected[message.tp] = expected + 1
+        return True
 
 
 class _NoReadOffsets(dict[Any, Any]):
