@@ -92,6 +92,8 @@ def test_seed_readme_basic_usage_against_the_real_stack(vllm, topics, group_id, 
             topic_prefix=settings.topic_prefix,
             max_steps=3,
             max_tokens=160,
+            # The seed example authorises `os`, which the sandbox refuses unless the app opts in (#12).
+            allow_unsafe_imports=True,
         )
 
         # Create and use a model
