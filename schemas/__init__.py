@@ -15,6 +15,7 @@ from schemas.errors import (
     StackError,
     StorageError,
     TopicError,
+    UnsupportedFormatVersionError,
     UnsupportedSchemaVersionError,
 )
 from schemas.events import (
@@ -65,6 +66,7 @@ __all__ = [
     "TopicSpec",
     "TrainingExample",
     "TrainingWindow",
+    "UnsupportedFormatVersionError",
     "UnsupportedSchemaVersionError",
     "decode",
     "encode",

@@ -10,6 +10,7 @@ infrastructure"::
     │   ├── MalformedEventError       not UTF-8 / not JSON / not a JSON object
     │   ├── InvalidEventError         JSON, but it fails the model's validation
     │   ├── UnsupportedSchemaVersionError
+    │   ├── UnsupportedFormatVersionError  a stored record (the join's changelog) of an unknown format
     │   └── EventTooLargeError        over ``MC_MAX_EVENT_BYTES``
     ├── KafkaError                    wraps a librdkafka error, with ``.code`` and ``.description``
     │   ├── PublishError              the producer refused the message (queue full, closed, ...)
@@ -41,6 +42,7 @@ __all__ = [
     "StackError",
     "StorageError",
     "TopicError",
+    "UnsupportedFormatVersionError",
     "UnsupportedSchemaVersionError",
     "UntrustedAdapterError",
 ]
@@ -90,6 +92,13 @@ class UnsupportedSchemaVersionError(SchemaError):
     """An event written for a schema version this code does not know."""
 
     reason = "unsupported_schema_version"
+
+
+class UnsupportedFormatVersionError(SchemaError):
+    """A stored record (not an event: a worker's own state, such as the join's changelog) written in a
+    format version this code does not know."""
+
+    reason = "unsupported_format_version"
 
 
 class EventTooLargeError(SchemaError):

@@ -21,12 +21,12 @@ is the newest state whatever the order, and keeps every history's triggers so a 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Literal
 
 from schemas.events import PredictionEvent, RewardEvent
+from schemas.examples import training_example_json
 
 __all__ = [
     "Done",
@@ -37,7 +37,6 @@ __all__ = [
     "Pending",
     "Record",
     "Refusal",
-    "example_bytes",
     "expire",
     "iso",
     "on_prediction",
@@ -88,6 +87,8 @@ class Done:
 
 @dataclass(slots=True)
 class JoinState:
+    """One prediction_id's join state (its bytes in the changelog: :mod:`stream_processors.codec`)."""
+
     partition: int
     last_ms: int
     prediction: bytes | None = None
@@ -100,40 +101,6 @@ class JoinState:
 
     def deadline_ms(self, ttl_ms: int) -> int:
         return self.last_ms + ttl_ms
-
-    # -- bytes: one JSON line of metadata, then the prediction's original bytes -------------------
-
-    def to_bytes(self) -> bytes:
-        meta = {
-            "p": self.partition,
-            "t": self.last_ms,
-            "po": self.pred_offset,
-            "pm": self.pred_model,
-            "pa": self.pred_adapter,
-            "pc": self.pred_created,
-            "pend": {rid: [x.offset, x.time_ms, x.text] for rid, x in self.pending.items()},
-            "done": {rid: [x.kind, x.offset, x.text, *([x.also] if x.also else [])] for rid, x in self.done.items()},
-        }
-        return json.dumps(meta, separators=(",", ":")).encode() + b"\n" + (self.prediction or b"")
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> JoinState:
-        head, _, body = data.partition(b"\n")
-        meta = json.loads(head)
-        return cls(
-            partition=meta["p"],
-            last_ms=meta["t"],
-            prediction=body if meta["po"] is not None else None,
-            pred_offset=meta["po"],
-            pred_model=meta["pm"],
-            pred_adapter=meta["pa"],
-            pred_created=meta["pc"],
-            pending={rid: Pending(o, t, x) for rid, (o, t, x) in meta["pend"].items()},
-            done={
-                rid: Done(d[0], d[1], d[2], [(k, o) for k, o in d[3]] if len(d) > 3 else [])
-                for rid, d in meta["done"].items()
-            },
-        )
 
     def merge(self, other: JoinState) -> JoinState:
         """The union of two states of one key (recovery: the changelog's records in any order, a local store).
@@ -200,21 +167,12 @@ def iso(dt_value: object) -> str:
     return dt_value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def example_bytes(model_id: str, example_id: str, created_at: str, prediction: bytes, reward: bytes) -> bytes:
-    """A TrainingExample's JSON built around the two events' validated original bytes (no re-encoding)."""
-    head = (
-        f'{{"schema_version":1,"model_id":{json.dumps(model_id)},"created_at":"{created_at}",'
-        f'"example_id":{json.dumps(example_id)},"prediction":'
-    )
-    return b"".join((head.encode(), prediction, b',"reward":', reward, b"}"))
-
-
 def _emit(
     state: JoinState, reward_id: str, reward: float, reward_created: str, reward_raw: bytes, time_ms: int, replay: bool
 ) -> Emit:
     assert state.prediction is not None and state.pred_model is not None and state.pred_created is not None
     created = max(state.pred_created, reward_created)
-    value = example_bytes(state.pred_model, reward_id, created, state.prediction, reward_raw)
+    value = training_example_json(state.pred_model, reward_id, created, state.prediction, reward_raw)
     return Emit(reward_id, state.pred_model, state.pred_adapter, reward, time_ms, value, replay)
 
 

@@ -4,9 +4,10 @@ faust recovers a table by writing each changelog record over the stored value (l
 ``faust/stores/rocksdb.py`` and ``memory.py``: ``apply_changelog_batch``). The join's changelog is not
 in processing order (faust publishes a commit's changelog records source partition by source
 partition, ``faust/transport/consumer.py: _handle_attached``), so the last record of a key can be an
-older state than one before it. :class:`JoinTable` applies :meth:`JoinState.merge` instead: join
-states only gain information until they expire, so the union of every record is the newest state
-in any order. A tombstone (expiry) still deletes.
+older state than one before it. :class:`JoinTable` applies :meth:`JoinState.merge` instead (to the
+encoded states: :func:`stream_processors.codec.merge_join_states`): join states only gain information
+until they expire, so the union of every record is the newest state in any order. A tombstone
+(expiry) still deletes.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from faust.stores.memory import Store as MemoryStore
 from faust.stores.rocksdb import Store as RocksDBStore
 
 from schemas.errors import ConfigurationError
-from stream_processors.join import JoinState
+from stream_processors.codec import merge_join_states
 
-__all__ = ["JoinTable", "MergingTable", "merge_join_states"]
+__all__ = ["JoinTable", "MergingTable"]
 
 
 class MergingTable(faust.Table[bytes, bytes]):
@@ -110,10 +111,6 @@ class MergingTable(faust.Table[bytes, bytes]):
                 batch.put(key, value)
         for partition, batch in batches.items():
             store._db_for_partition(partition).write(batch)
-
-
-def merge_join_states(current: bytes, incoming: bytes) -> bytes:
-    return JoinState.from_bytes(current).merge(JoinState.from_bytes(incoming)).to_bytes()
 
 
 class JoinTable(MergingTable):

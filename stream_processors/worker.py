@@ -15,9 +15,10 @@ from typing import Literal, Protocol
 from schemas.errors import SchemaError
 from schemas.events import PredictionEvent, RewardEvent
 from schemas.serde import decode, encode
+from stream_processors.codec import decode_join_state, encode_join_state
 from stream_processors.dead_letters import dead_letter_bytes
 from stream_processors.expiry import ExpiryIndex, Watermarks
-from stream_processors.join import JoinState, Outcome, Record, Refusal, expire, on_prediction, on_reward
+from stream_processors.join import Outcome, Record, Refusal, expire, on_prediction, on_reward
 from stream_processors.metrics import RewardStats, metrics_key, parse_metrics_key
 from stream_processors.settings import ProcessorSettings
 
@@ -112,7 +113,7 @@ class Processor:
         rec = Record(kind, partition, offset, event_ms, _utf8(value, event))
         self.watermarks.observe(partition, event_ms)
         cur = self.state.get(key)
-        before = JoinState.from_bytes(cur) if cur is not None else None
+        before = decode_join_state(cur) if cur is not None else None
         if isinstance(event, PredictionEvent):
             outcome = on_prediction(before, rec, event)
         else:
@@ -122,7 +123,7 @@ class Processor:
 
     async def _apply(self, key: bytes, outcome: Outcome) -> None:
         if outcome.changed:
-            await self.sink.put_state(outcome.state.partition, key, outcome.state.to_bytes())
+            await self.sink.put_state(outcome.state.partition, key, encode_join_state(outcome.state))
             self.index.push(outcome.state.partition, key.decode(), outcome.state.deadline_ms(self.ttl_ms))
         for name, n in outcome.counts.items():
             self.counters[name] += n
@@ -225,7 +226,7 @@ class Processor:
         self.watermarks.assign(owned)
         self.index.clear()
         for key, raw in list(self.state.items()):
-            st = JoinState.from_bytes(raw)
+            st = decode_join_state(raw)
             if st.partition in owned:
                 self.index.push(st.partition, key.decode(), st.deadline_ms(self.ttl_ms))
                 self.watermarks.seed(st.partition, st.last_ms)
@@ -244,7 +245,7 @@ class Processor:
                 raw = self.state.get(key)
                 if raw is None:
                     continue
-                st = JoinState.from_bytes(raw)
+                st = decode_join_state(raw)
                 res = expire(st, wm, self.ttl_ms)
                 if res is None:  # a newer deadline is in the index already
                     continue

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import Message, PredictionEvent, RewardEvent, TrainingExample, decode, encode
+from stream_processors.codec import decode_join_state, encode_join_state
 from stream_processors.join import JoinState, Outcome, Record, expire, on_prediction, on_reward
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,7 +56,7 @@ class Log:
             else on_reward(self.state, rec, event)
         )
         if out.changed:  # what the worker stores; a round trip through bytes, as through the changelog
-            self.state = JoinState.from_bytes(out.state.to_bytes())
+            self.state = decode_join_state(encode_join_state(out.state))
         self.emitted += [e.example_id for e in out.emits]
         self.outcomes.append(out)
         return out

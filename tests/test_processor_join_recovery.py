@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from schemas import Message, PredictionEvent, RewardEvent, encode
+from stream_processors.codec import decode_join_state, encode_join_state
 from stream_processors.join import JoinState, Record, on_prediction, on_reward
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -56,9 +57,9 @@ class World:
 
 
 def _recover(world: World, local: bytes | None, *, merge: bool) -> JoinState | None:
-    state = JoinState.from_bytes(local) if local is not None else None
+    state = decode_join_state(local) if local is not None else None
     for raw in world.changelog:
-        incoming = JoinState.from_bytes(raw)
+        incoming = decode_join_state(raw)
         state = state.merge(incoming) if merge and state is not None else incoming
     return state
 
@@ -113,7 +114,7 @@ def _history(world: World, data: st.DataObject, *, fixed: bool, last: bool) -> N
         replay = any(e.replay for e in out.emits) or "replayed" in out.counts
         if out.changed and (fixed or not replay):
             state = out.state
-            attached[tp].append(("cl", state.to_bytes()))
+            attached[tp].append(("cl", encode_join_state(state)))
         for e in out.emits:
             attached[tp].append(("ex", e.example_id))
         pos[tp] += 1
@@ -122,7 +123,7 @@ def _history(world: World, data: st.DataObject, *, fixed: bool, last: bool) -> N
     if data.draw(st.booleans()):
         world.stranded += [(tp, kind, payload) for tp in ("P", "R") for kind, payload in attached[tp]]
     if disk != "new":
-        world.disks[disk] = state.to_bytes() if state is not None else None
+        world.disks[disk] = encode_join_state(state) if state is not None else None
 
 
 def _loses(data: st.DataObject, *, fixed: bool) -> bool:
@@ -155,16 +156,16 @@ def test_merge_is_order_independent() -> None:
     preds, rewards = _events(2, [])
     p, (r0, r1) = preds[0], rewards
     s0 = on_reward(None, Record("R", 0, 0, 0, encode(r0)), r0).state  # r0 waits
-    s1 = JoinState.from_bytes(s0.to_bytes())
+    s1 = decode_join_state(encode_join_state(s0))
     s1 = on_prediction(s1, Record("P", 0, 0, 0, encode(p)), p).state  # r0 done (triggered by P@0)
-    s2 = JoinState.from_bytes(s1.to_bytes())
+    s2 = decode_join_state(encode_join_state(s1))
     s2 = on_reward(s2, Record("R", 0, 1, 0, encode(r1)), r1).state  # r1 done (R@1)
-    newest = s2.to_bytes()
+    newest = encode_join_state(s2)
     for order in ([s2, s0, s1], [s0, s2, s1], [s1, s0, s2]):
         merged = order[0]
         for s in order[1:]:
             merged = merged.merge(s)
-        assert merged.to_bytes() == newest
+        assert encode_join_state(merged) == newest
 
 
 def test_merged_triggers_make_every_history_s_replay_reemit() -> None:
@@ -177,6 +178,6 @@ def test_merged_triggers_make_every_history_s_replay_reemit() -> None:
     second = on_reward(
         on_prediction(None, Record("P", 0, 0, 0, encode(p)), p).state, Record("R", 0, 0, 0, encode(r0)), r0
     ).state
-    merged = JoinState.from_bytes(first.merge(second).to_bytes())
+    merged = decode_join_state(encode_join_state(first.merge(second)))
     assert [e.example_id for e in on_reward(merged, Record("R", 0, 0, 0, encode(r0)), r0).emits] == ["r0"]
     assert [e.example_id for e in on_prediction(merged, Record("P", 0, 0, 0, encode(p)), p).emits] == ["r0"]

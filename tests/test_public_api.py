@@ -39,6 +39,7 @@ PUBLIC = {
         "TopicSpec",
         "TrainingExample",
         "TrainingWindow",
+        "UnsupportedFormatVersionError",
         "UnsupportedSchemaVersionError",
         "decode",
         "encode",
