@@ -66,6 +66,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"reward {r['model_id']} v{r['adapter_version']}: mean {r['mean']} over {r['count']}")
     for n in snap["inference_nodes"]:
         print(f"node {n['node_id']}: {n['live']}")
+    print(f"joined examples: {snap['joined_total']}")
     print(f"dead letters: {snap['dead_letters_total']} {snap['dead_letters_by_reason']}")
     for k, v in snap["errors"].items():
         print(f"error: {k}: {v}")

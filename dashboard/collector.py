@@ -1,8 +1,15 @@
 """Samples everything the dashboard shows, on one thread, into one JSON-ready snapshot.
 
 Sources, all real: Kafka (consumer lag, end offsets → events/s, dead-letter count), the stream
-processors' ``/rewards/`` and ``/processor/`` JSON, and the inference nodes' ``/status``. A source
-that does not answer shows as an error in the snapshot; it never stops the others.
+processors' ``/rewards/`` and ``/processor/`` (through :class:`~stream_processors.api.ProcessorClient`),
+and the inference nodes' ``/status``. A source that does not answer shows as an error in the
+snapshot; it never stops the others.
+
+Totals that must not fall when a worker restarts come from the topics, not from the workers' counters
+(in memory, zero after a restart): dead letters by reason are counted from the ``dead-letters`` topic
+(:mod:`dashboard.dead_letters`), joined examples are the ``training-examples`` topic's end offsets
+(examples written, a re-emission after a crash included: the trainer keys them by ``example_id``).
+The workers' own counters are shown beside them, per worker, as what they are.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from dashboard.dead_letters import DeadLetterCounts
 from dashboard.lag import LagReader
 from dashboard.settings import DashboardSettings
 from schemas.topics import TopicKey, topic_name
+from stream_processors.api import ProcessorClient, ProcessorStats, RewardRow
 
 __all__ = ["Collector"]
 
@@ -33,6 +42,8 @@ class Collector:
         self.group_prefix = group_prefix
         self.topics = [topic_name(k, self.s) for k in TopicKey]
         self._lag = LagReader(self.s.kafka_bootstrap)
+        self._dead = DeadLetterCounts(self.s.kafka_bootstrap, topic_name(TopicKey.DEAD_LETTERS, self.s))
+        self._processors = {url: ProcessorClient(url, timeout_s=3.0) for url in self.s.urls(self.s.processor_urls)}
         self._totals: deque[tuple[float, dict[str, int]]] = deque(maxlen=self.s.dashboard_history)
         self._rewards: deque[dict[str, Any]] = deque(maxlen=self.s.dashboard_history)
         self._snapshot: dict[str, Any] = {}
@@ -58,19 +69,21 @@ class Collector:
         except Exception as exc:  # Kafka down: show it, keep the page alive
             errors["kafka"] = f"{type(exc).__name__}: {exc}"
 
-        processors = []
-        for url in self.s.urls(self.s.processor_urls):
+        dead_by_reason: dict[str, int] = {}
+        try:
+            dead_by_reason = self._dead.read()
+        except Exception as exc:
+            errors["dead-letters"] = f"{type(exc).__name__}: {exc}"
+
+        reward_rows: list[list[RewardRow]] = []
+        live = []
+        for url, client in self._processors.items():
             try:
-                processors.append(
-                    {
-                        "url": url,
-                        "rewards": _get_json(f"{url}/rewards/").get("models", []),
-                        "stats": _get_json(f"{url}/processor/"),
-                    }
-                )
+                reward_rows.append(client.rewards())
+                live.append(_live(url, client.stats()))
             except Exception as exc:
                 errors[url] = f"{type(exc).__name__}: {exc}"
-        rewards = _merge_rewards(processors)
+        rewards = _merge_rewards(reward_rows)
         if rewards:
             self._rewards.append({"t": now, "rows": rewards})
 
@@ -92,13 +105,16 @@ class Collector:
                 errors[url] = f"{type(exc).__name__}: {exc}"
 
         dead = totals.get(topic_name(TopicKey.DEAD_LETTERS, self.s))
+        joined = totals.get(topic_name(TopicKey.TRAINING_EXAMPLES, self.s))
         snapshot = {
             "sampled_at": now,
             "lag": lag,
             "events_total": totals,
             "events_per_s": rates,
             "dead_letters_total": dead,
-            "dead_letters_by_reason": _sum_reasons(processors),
+            "dead_letters_by_reason": dead_by_reason,
+            "joined_total": joined,
+            "processors": live,
             "rewards": rewards,
             "reward_history": list(self._rewards),
             "inference_nodes": nodes,
@@ -127,22 +143,21 @@ class Collector:
         if self._thread:
             self._thread.join(10)
         self._lag.close()
+        self._dead.close()
+        for client in self._processors.values():
+            client.close()
 
 
-def _merge_rewards(processors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows per (model_id, adapter_version) summed over workers (each owns distinct partitions).
-
-    Reads the processor's ``/rewards/`` rows: ``model_id``, ``adapter_version``, ``count``, ``mean``,
-    ``last_update_ms`` (event time, unix ms)."""
+def _merge_rewards(processors: list[list[RewardRow]]) -> list[dict[str, Any]]:
+    """Rows per (model_id, adapter_version) summed over workers (each owns distinct partitions):
+    counts added, means weighted by count, the newest event time (unix ms) as ``last_update``."""
     merged: dict[tuple[str, int], dict[str, Any]] = {}
-    for proc in processors:
-        for row in proc["rewards"]:
-            key = (str(row["model_id"]), int(row["adapter_version"]))
-            acc = merged.setdefault(key, {"count": 0, "sum": 0.0, "last_update_ms": 0})
-            count = int(row["count"])
-            acc["count"] += count
-            acc["sum"] += float(row["mean"]) * count
-            acc["last_update_ms"] = max(acc["last_update_ms"], int(row.get("last_update_ms") or 0))
+    for rows in processors:
+        for row in rows:
+            acc = merged.setdefault((row.model_id, row.adapter_version), {"count": 0, "sum": 0.0, "last_update_ms": 0})
+            acc["count"] += row.count
+            acc["sum"] += (row.mean or 0.0) * row.count
+            acc["last_update_ms"] = max(acc["last_update_ms"], row.last_update_ms)
     out = []
     for (model_id, version), acc in sorted(merged.items()):
         last = acc["last_update_ms"]
@@ -158,15 +173,17 @@ def _merge_rewards(processors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _sum_reasons(processors: list[dict[str, Any]]) -> dict[str, int]:
-    """Dead letters per reason, from the processors' ``/processor/`` counters ``dead_letters.<reason>``."""
-    out: dict[str, int] = {}
-    for proc in processors:
-        for name, n in (proc["stats"].get("counters") or {}).items():
-            if name.startswith("dead_letters."):
-                reason = name.removeprefix("dead_letters.")
-                out[reason] = out.get(reason, 0) + int(n)
-    return out
+def _live(url: str, stats: ProcessorStats) -> dict[str, Any]:
+    """One worker's own view, since it started (its counters restart at zero with it)."""
+    reasons = {k.removeprefix("dead_letters."): n for k, n in stats.counters.items() if k.startswith("dead_letters.")}
+    return {
+        "url": url,
+        "assigned": stats.assigned,
+        "records": stats.counters.get("records", 0),
+        "joined": stats.counters.get("joined", 0),
+        "dead_letters": stats.counters.get("dead_letters", 0),
+        "dead_letters_by_reason": reasons,
+    }
 
 
 def _refusals(counters: dict[str, int]) -> dict[str, int]:

@@ -50,7 +50,7 @@ def render(snap: dict[str, Any]) -> str:
     metric(
         "mc_dead_letters_by_reason",
         "counter",
-        "dead letters per reason, from the processors",
+        "dead letters per reason, counted on the dead-letters topic",
         [(_labels(reason=k), v) for k, v in snap.get("dead_letters_by_reason", {}).items()],
     )
     rewards = snap.get("rewards", [])

@@ -12,23 +12,23 @@ Every example is then read back from training-examples and counted.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from tqdm import tqdm
 
 from schemas.events import Message, PredictionEvent, RewardEvent
 from schemas.settings import ContractSettings
 from schemas.topics import TopicKey, topic_name
+from stream_processors.api import ProcessorClient, ProcessorStats
 
 __all__ = ["run"]
 
@@ -84,13 +84,11 @@ async def _raw_read(settings: ContractSettings, topics: list[str], partitions: i
         await consumer.stop()
 
 
-def _stats(port: int) -> dict[str, Any]:
+def _stats(client: ProcessorClient) -> ProcessorStats | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/processor/", timeout=5) as resp:
-            data: dict[str, Any] = json.load(resp)
-            return data
-    except OSError:
-        return {}
+        return client.stats()
+    except httpx.HTTPError:  # not listening yet
+        return None
 
 
 def _count_examples(settings: ContractSettings, expected: int) -> int:
@@ -141,20 +139,23 @@ def run(
                     [sys.executable, "-m", "stream_processors"], env=env, stdout=out, stderr=subprocess.STDOUT
                 )
                 deadline = time.monotonic() + timeout_s
-                stats: dict[str, Any] = {}
-                with tqdm(total=pairs, desc="join", unit="ex", file=sys.stderr) as bar:
+                stats: ProcessorStats | None = None
+                joined = 0
+                with (
+                    ProcessorClient(f"http://127.0.0.1:{port}") as client,
+                    tqdm(total=pairs, desc="join", unit="ex", file=sys.stderr) as bar,
+                ):
                     while time.monotonic() < deadline and worker.poll() is None:
-                        stats = _stats(port) or stats
-                        joined = stats.get("counters", {}).get("joined", 0)
+                        stats = _stats(client) or stats
+                        joined = stats.counters.get("joined", 0) if stats else 0
                         bar.update(joined - bar.n)
                         if joined >= pairs:
                             break
                         time.sleep(0.5)
-                if stats.get("counters", {}).get("joined", 0) < pairs:
-                    raise RuntimeError(
-                        f"the worker joined {stats.get('counters')} of {pairs}; log: {log.read_text()[-3000:]}"
-                    )
-                elapsed = stats["last_join_at"] - stats["first_record_at"]
+                if stats is None or joined < pairs or stats.last_join_at is None or stats.first_record_at is None:
+                    counters = stats.counters if stats else None
+                    raise RuntimeError(f"the worker joined {counters} of {pairs}; log: {log.read_text()[-3000:]}")
+                elapsed = stats.last_join_at - stats.first_record_at
                 durable = _count_examples(settings, pairs)
                 worker.terminate()
                 worker.wait(30)

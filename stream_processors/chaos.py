@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from producers.admin import ensure_topics
 from producers.consumer import EventConsumer
 from producers.publisher import EventPublisher
@@ -46,6 +47,7 @@ from producers.settings import ProducerSettings
 from schemas.errors import MaximumContinualError
 from schemas.events import Message, PredictionEvent, RewardEvent, TrainingExample
 from schemas.topics import TopicKey, topic_name
+from stream_processors.api import ProcessorClient, ProcessorStats
 
 __all__ = [
     "BAD_LOG_LINES",
@@ -105,25 +107,22 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 cwd=_REPO,
             )
+        self.client = ProcessorClient(f"http://127.0.0.1:{self.port}")
 
-    def get(self, path: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
-            data: dict[str, Any] = json.load(resp)
-            return data
-
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ProcessorStats | None:
+        """The worker's ``/processor/`` page; None while it does not answer (starting, dead)."""
         try:
-            return self.get("/processor/")
-        except (OSError, ValueError):
-            return {}
+            return self.client.stats()
+        except (httpx.HTTPError, ValueError):  # ValueError: pydantic's, a page cut off by a kill
+            return None
 
-    def wait(self, pred: Callable[[dict[str, Any]], bool], timeout_s: float = 90) -> dict[str, Any]:
+    def wait(self, pred: Callable[[ProcessorStats], bool], timeout_s: float = 90) -> ProcessorStats:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ChaosError(f"worker {self.slot} died: {self.log_tail()}")
             st = self.stats()
-            if st and pred(st):
+            if st is not None and pred(st):
                 return st
             time.sleep(0.3)
         raise ChaosError(f"worker {self.slot} timed out; last stats {self.stats()}; log: {self.log_tail()}")
@@ -141,6 +140,7 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self.client.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -149,11 +149,12 @@ class WorkerProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.client.close()
 
 
-def assigned(st: dict[str, Any]) -> bool:
+def assigned(st: ProcessorStats) -> bool:
     """The worker recovered its tables and owns partitions (possibly none)."""
-    return st.get("assigned") is not None
+    return st.assigned is not None
 
 
 def make_stream(pairs: int, seed: int) -> tuple[list[PredictionEvent | RewardEvent], set[str]]:
@@ -259,7 +260,8 @@ class _Run:
         """Each live worker's /processor/ page, beside its log (for a run that lost something)."""
         for w in self.workers:
             if w.proc.poll() is None:
-                (self.dir / f"stats-{w.slot}-{w.port}.json").write_text(json.dumps(w.stats(), indent=1))
+                st = w.stats()
+                (self.dir / f"stats-{w.slot}-{w.port}.json").write_text(st.model_dump_json(indent=1) if st else "{}")
 
     def diagnose(self, missing: set[str], stream: list[PredictionEvent | RewardEvent]) -> None:
         """For a run that lost examples: every source and changelog record of the keys concerned, and
@@ -328,8 +330,8 @@ def _two_workers(r: _Run) -> tuple[WorkerProcess, WorkerProcess]:
     a = r.worker("a")
     a.wait(assigned)
     b = r.worker("b")
-    b.wait(lambda st: bool(st.get("assigned")))
-    a.wait(lambda st: assigned(st) and len(st["assigned"]) < r.settings.partitions)
+    b.wait(lambda st: bool(st.assigned))
+    a.wait(lambda st: st.assigned is not None and len(st.assigned) < r.settings.partitions)
     return a, b
 
 
@@ -338,7 +340,7 @@ def _kill_one_of_two(r: _Run, feed: _Feeder) -> None:
     feed.start()
     feed.wait_for(0.4)
     r.kill(a)
-    b.wait(lambda st: st.get("assigned") == list(range(r.settings.partitions)), timeout_s=120)
+    b.wait(lambda st: st.assigned == list(range(r.settings.partitions)), timeout_s=120)
 
 
 def _join_leave(r: _Run, feed: _Feeder) -> None:
@@ -346,7 +348,7 @@ def _join_leave(r: _Run, feed: _Feeder) -> None:
     feed.start()
     feed.wait_for(0.25)
     c = r.worker("c")
-    c.wait(lambda st: bool(st.get("assigned")), timeout_s=120)
+    c.wait(lambda st: bool(st.assigned), timeout_s=120)
     feed.wait_for(0.6)
     c.stop()
 

@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from schemas.errors import SchemaError
 from schemas.events import PredictionEvent, RewardEvent
 from schemas.serde import decode, encode
+from stream_processors.api import PartitionClock, ProcessorStats, RewardRow
 from stream_processors.codec import decode_join_state, encode_join_state
 from stream_processors.dead_letters import dead_letter_bytes
 from stream_processors.expiry import ExpiryIndex, Watermarks
@@ -192,7 +193,7 @@ class Processor:
         dirty.clear()
         self._flushed_at[partition] = now
 
-    def reward_metrics(self) -> list[dict[str, object]]:
+    def reward_metrics(self) -> list[RewardRow]:
         """Partials merged per (model_id, adapter_version): what this worker's partitions hold."""
         partials: dict[str, RewardStats] = {}
         for mkey, raw in list(self.metrics.items()):
@@ -204,16 +205,16 @@ class Processor:
             prev, parts = merged.get((model_id, version), (RewardStats(), []))
             merged[(model_id, version)] = (prev.merge(stat, self.half_life_ms), [*parts, partition])
         return [
-            {
-                "model_id": m,
-                "adapter_version": v,
-                "count": st.count,
-                "mean": st.mean,
-                "ema": st.ema,
-                "ema_half_life_s": self.half_life_ms / 1000,
-                "last_update_ms": st.last_update_ms,
-                "partitions": sorted(parts),
-            }
+            RewardRow(
+                model_id=m,
+                adapter_version=v,
+                count=st.count,
+                mean=st.mean,
+                ema=st.ema,
+                ema_half_life_s=self.half_life_ms / 1000,
+                last_update_ms=st.last_update_ms,
+                partitions=sorted(parts),
+            )
             for (m, v), (st, parts) in sorted(merged.items())
         ]
 
@@ -259,15 +260,15 @@ class Processor:
                 self.counters["expired_unmatched_rewards"] += len(res.unmatched_rewards)
         return dropped
 
-    def stats(self) -> dict[str, object]:
-        return {
-            "assigned": self.owned,
-            "counters": dict(sorted(self.counters.items())),
-            "states_indexed": len(self.index),
-            "watermarks": self.watermarks.snapshot(),
-            "first_record_at": self.first_record_at,
-            "last_join_at": self.last_join_at,
-        }
+    def stats(self) -> ProcessorStats:
+        return ProcessorStats(
+            assigned=self.owned,
+            counters=dict(sorted(self.counters.items())),
+            states_indexed=len(self.index),
+            watermarks={p: PartitionClock.model_validate(c) for p, c in self.watermarks.snapshot().items()},
+            first_record_at=self.first_record_at,
+            last_join_at=self.last_join_at,
+        )
 
 
 def _utf8(raw: bytes, event: PredictionEvent | RewardEvent) -> bytes:

@@ -186,10 +186,12 @@ def test_prometheus_text_is_well_formed() -> None:
 
 
 def test_processor_figures_are_read_in_the_processors_own_shape() -> None:
-    """Rows and counters as a real Processor produces them (stream_processors/worker.py)."""
+    """Rows and counters as a real Processor produces them (stream_processors/worker.py), through the
+    bodies its web pages serve and its client parses (stream_processors/api.py)."""
     import asyncio
 
-    from dashboard.collector import _merge_rewards, _sum_reasons
+    from dashboard.collector import _live, _merge_rewards
+    from stream_processors.api import ProcessorStats, RewardsBody
     from stream_processors.settings import ProcessorSettings
     from stream_processors.worker import Processor
 
@@ -234,8 +236,21 @@ def test_processor_figures_are_read_in_the_processors_own_shape() -> None:
     a, b = worker(), worker()
     asyncio.run(feed(a, 0, 1.0))
     asyncio.run(feed(b, 1, 0.0))
-    procs = [{"rewards": p.reward_metrics(), "stats": p.stats()} for p in (a, b)]
-    [row] = _merge_rewards(procs)
+    # what web.py serves, as JSON, read back as ProcessorClient reads it
+    served = [
+        (
+            RewardsBody(models=p.reward_metrics()).model_dump_json().encode(),
+            p.stats().model_dump_json().encode(),
+        )
+        for p in (a, b)
+    ]
+    rewards = [RewardsBody.model_validate_json(body).models for body, _ in served]
+    stats = [ProcessorStats.model_validate_json(body) for _, body in served]
+    [row] = _merge_rewards(rewards)
     assert (row["model_id"], row["adapter_version"], row["count"], row["mean"]) == ("m", 2, 2, 0.5)
     assert row["last_update"] is not None
-    assert _sum_reasons(procs) == {"malformed": 2}
+    live = [_live(f"w{i}", st) for i, st in enumerate(stats)]
+    assert [(w["records"], w["joined"], w["dead_letters"], w["dead_letters_by_reason"]) for w in live] == [
+        (3, 1, 1, {"malformed": 1})
+    ] * 2
+    assert stats[0].watermarks[0].event_ms is not None and stats[1].watermarks.keys() == {1}

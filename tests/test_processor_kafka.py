@@ -65,8 +65,8 @@ def test_dead_letters_expiry_after_restart_on_an_idle_partition_and_metrics(
         pub.publish_prediction(pred)
         pub.publish_reward(reward)
         pub.publish_reward(reward)  # delivered twice: one example all the same
-    st = w.wait(lambda st: st["counters"].get("records", 0) >= 5 and st["counters"].get("joined", 0) >= 1)
-    assert st["counters"]["dead_letters.malformed"] == 1 and st["counters"]["duplicate_rewards"] == 1
+    st = w.wait(lambda st: st.counters.get("records", 0) >= 5 and st.counters.get("joined", 0) >= 1)
+    assert st.counters["dead_letters.malformed"] == 1 and st.counters["duplicate_rewards"] == 1
     time.sleep(2.5)  # a commit and the metrics flush
     with EventConsumer(
         TopicKey.TRAINING_EXAMPLES, TrainingExample, group_id=f"ex-{uuid.uuid4().hex}", settings=settings
@@ -74,12 +74,12 @@ def test_dead_letters_expiry_after_restart_on_an_idle_partition_and_metrics(
         examples = [c.event for c in consumer.events(idle_timeout_s=3)]
     assert [e.example_id for e in examples] == [reward.reward_id]
     assert examples[0] == TrainingExample.join(pred, reward).model_copy(update={"created_at": reward.created_at})
-    rows = w.get("/rewards/")["models"]
-    assert [(r["model_id"], r["adapter_version"], r["count"], r["mean"]) for r in rows] == [("m", 4, 1, 0.25)]
+    rows = w.client.rewards()
+    assert [(r.model_id, r.adapter_version, r.count, r.mean) for r in rows] == [("m", 4, 1, 0.25)]
     w.kill()
 
     w2 = workers(settings, app_id, **env)
-    w2.wait(lambda st: st.get("assigned") is not None and st["states_indexed"] >= 1)
+    w2.wait(lambda st: st.assigned is not None and st.states_indexed >= 1)
     # Event time moves on another partition only; the orphan's partition stays idle.
     with EventPublisher(settings) as pub:
         while True:
@@ -91,7 +91,7 @@ def test_dead_letters_expiry_after_restart_on_an_idle_partition_and_metrics(
             )
             if pub.publish_prediction(late).result(30).partition != orphan_at.partition:
                 break
-    w2.wait(lambda st: st["counters"].get("expired_unmatched_rewards", 0) >= 1, timeout_s=60)
+    w2.wait(lambda st: st.counters.get("expired_unmatched_rewards", 0) >= 1, timeout_s=60)
     letters: dict[str, DeadLetter] = {}
     from confluent_kafka import Consumer
 

@@ -215,7 +215,7 @@ def test_reward_metrics_per_model_and_adapter_version() -> None:
 
     run(go())
     assert len(sink.examples) == 3 and all(decode(x, TrainingExample) for x in sink.examples)
-    rows = {(r["model_id"], r["adapter_version"]): r for r in proc.reward_metrics()}
-    assert rows[("m", 0)]["count"] == 2 and rows[("m", 0)]["mean"] == 0.5 and rows[("m", 0)]["partitions"] == [0, 1]
-    assert rows[("m", 1)]["count"] == 1 and rows[("m", 1)]["ema"] == 2.0
+    rows = {(r.model_id, r.adapter_version): r for r in proc.reward_metrics()}
+    assert rows[("m", 0)].count == 2 and rows[("m", 0)].mean == 0.5 and rows[("m", 0)].partitions == [0, 1]
+    assert rows[("m", 1)].count == 1 and rows[("m", 1)].ema == 2.0
     assert metrics  # partials reached the table
