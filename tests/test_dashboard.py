@@ -22,7 +22,7 @@ import pytest
 from dashboard import Collector, DashboardServer, DashboardSettings
 from dashboard.prometheus import render
 from producers import EventPublisher
-from schemas import Message, PredictionEvent, RewardEvent, TopicKey, topic_name
+from schemas import Message, PredictionEvent, RewardEvent, TopicKey, TrainingExample, topic_name
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -254,3 +254,51 @@ def test_processor_figures_are_read_in_the_processors_own_shape() -> None:
         (3, 1, 1, {"malformed": 1})
     ] * 2
     assert stats[0].watermarks[0].event_ms is not None and stats[1].watermarks.keys() == {1}
+
+
+def test_dead_letters_by_reason_and_joined_come_from_the_topics(topics) -> None:
+    """Counts that a worker's restart cannot reset: a dashboard started afresh shows the same numbers."""
+    from dashboard.dead_letters import UNREADABLE, DeadLetterCounts
+    from schemas.dead_letter import DeadLetter
+
+    settings = topics(partitions=3)
+    dead_topic = topic_name(TopicKey.DEAD_LETTERS, settings)
+    reasons = ["malformed"] * 3 + ["invalid"] * 2 + ["expired_unmatched"]
+    with EventPublisher(settings) as pub:
+        for i, reason in enumerate(reasons):
+            letter = DeadLetter(reason=reason, source_topic="t", source_partition=0, source_offset=i)
+            pub.publish_raw(dead_topic, b"k", letter.model_dump_json().encode())
+        pub.publish_raw(dead_topic, None, b"not a dead letter")
+        for i in range(7):
+            pred = PredictionEvent(model_id="m", base_model="b", messages=[Message(role="user", content=str(i))])
+            reward = RewardEvent(prediction_id=pred.prediction_id, model_id="m", reward=1.0)
+            pub.publish(TopicKey.TRAINING_EXAMPLES, TrainingExample.join(pred, reward))
+        pub.flush()
+    expected = {"expired_unmatched": 1, "invalid": 2, "malformed": 3, UNREADABLE: 1}
+
+    dash = DashboardSettings(topic_prefix=settings.topic_prefix)
+    prefix = f"dash-{uuid.uuid4().hex[:8]}"
+    for _restart in range(2):  # the second Collector is a restarted dashboard: it counts from the topic again
+        collector = Collector(dash, group_prefix=prefix)
+        try:
+            snap = collector.sample()
+            assert snap["errors"] == {}
+            assert snap["dead_letters_by_reason"] == expected
+            assert snap["dead_letters_total"] == sum(expected.values())
+            assert snap["joined_total"] == 7
+            # incremental: a later sample counts only what was written since
+            with EventPublisher(settings) as pub:
+                letter = DeadLetter(reason="invalid", source_topic="t", source_partition=0, source_offset=99)
+                pub.publish_raw(dead_topic, b"k", letter.model_dump_json().encode()).result(30)
+            expected["invalid"] += 1
+            assert collector.sample()["dead_letters_by_reason"] == expected
+        finally:
+            collector.stop()
+
+    # bounded work per sample: a backlog is counted over several samples, never twice
+    counts = DeadLetterCounts(settings.kafka_bootstrap, dead_topic, max_records=3)
+    try:
+        seen = [sum(counts.read().values()) for _ in range(5)]
+    finally:
+        counts.close()
+    assert seen == [3, 6, 9, 9, 9] and counts.counts == expected
