@@ -2,9 +2,11 @@
 at the dangerous points of publication, then restarted; in the end every window is published exactly
 once, no version ever names two different adapters, and every offset is committed.
 
-Kills: after v2's manifest (not announced, not committed), after v4's files (no manifest), and an
-outside SIGKILL as soon as v4's manifest shows up in S3. Static group membership lets each
+Kills: after v2's manifest (not announced, not committed), after v4's files (no manifest: nothing
+ever replaces them, so the restart gives the number 4 up and publishes window 4 as v5), and an
+outside SIGKILL as soon as v5's manifest shows up in S3. Static group membership lets each
 restarted process take its partition back without waiting for the dead one's session to expire.
+The failpoints are installed by a test wrapper (tests/test_trainer_failpoint.py), not by a setting.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ def _example(model_id: str, i: int) -> TrainingExample:
 
 
 def _start(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    module = "tests.test_trainer_failpoint" if "MC_TEST_FAILPOINT" in env else "trainer"
     return subprocess.Popen(
-        [sys.executable, "-m", "trainer", *extra], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", module, *extra], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
 
 
@@ -78,6 +81,7 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
         "MC_MAX_SEQ_LEN": "64",
         "MC_LORA_RANK": "4",
         "MC_TARGET_MODULES": '["q_proj", "v_proj"]',
+        "MC_CLAIM_WAIT_S": "2",
         "PYTHONUNBUFFERED": "1",
     }
     examples = [_example(mid, i) for i in range(WINDOW * WINDOWS)]
@@ -87,14 +91,14 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
     log = tmp_path / "trainer.log"
 
     # 1: v1 published; dies right after v2's manifest (v2 neither announced nor committed)
-    assert _wait(_start({**env, "MC_FAILPOINT": "after_manifest@2"}, log), log) == -signal.SIGKILL
+    assert _wait(_start({**env, "MC_TEST_FAILPOINT": "after_manifest@2"}, log), log) == -signal.SIGKILL
     # 2: announces v2 on start, skips window 2's examples, publishes v3, dies with v4's files uploaded
-    assert _wait(_start({**env, "MC_FAILPOINT": "after_upload@4"}, log), log) == -signal.SIGKILL
-    # 3: retrains window 4 over the debris; killed from outside as soon as v4 exists
+    assert _wait(_start({**env, "MC_TEST_FAILPOINT": "after_upload@4"}, log), log) == -signal.SIGKILL
+    # 3: retrains window 4; v4's debris is never replaced, so it becomes v5; killed as soon as v5 exists
     proc = _start(env, log)
-    v4 = adapter_prefix(mid, 4) + MANIFEST_FILE
+    v5 = adapter_prefix(mid, 5) + MANIFEST_FILE
     deadline = time.monotonic() + 150
-    while not client.list_objects_v2(Bucket=bucket, Prefix=v4).get("KeyCount"):
+    while not client.list_objects_v2(Bucket=bucket, Prefix=v5).get("KeyCount"):
         assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.05)
@@ -106,20 +110,24 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
     text = log.read_text()
     assert "failpoint after_manifest at v2" in text and "failpoint after_upload at v4" in text
     assert "v2 is in S3 but was never announced" in text
+    assert "v4: another writer's files and no manifest: giving the number up" in text
 
-    # S3: v1..v5, each manifest names the files that are there, parents chain, examples once each
+    # S3: v1, v2, v3, v5, v6 (v4 is the first attempt's debris, never named by a manifest); each
+    # manifest names the files that are there, parents chain, examples once each
     keys = {
         o["Key"] for p in client.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in p.get("Contents", [])
     }
-    assert not any(k.startswith(adapter_prefix(mid, WINDOWS + 1)) for k in keys)
+    assert adapter_prefix(mid, 4) + MANIFEST_FILE not in keys
+    assert not any(k.startswith(adapter_prefix(mid, WINDOWS + 2)) for k in keys)
+    parents = {1: 0, 2: 1, 3: 2, 5: 3, 6: 5}
     manifests: dict[int, AdapterUpdate] = {}
     trained: list[str] = []
-    for version in range(1, WINDOWS + 1):
+    for version, parent in parents.items():
         prefix = adapter_prefix(mid, version)
         manifest = AdapterUpdate.model_validate_json(
             client.get_object(Bucket=bucket, Key=prefix + MANIFEST_FILE)["Body"].read()
         )
-        assert manifest.parent_version == version - 1 and manifest.window.example_count == WINDOW
+        assert manifest.parent_version == parent and manifest.window.example_count == WINDOW
         for name in ADAPTER_FILES:
             blob = client.get_object(Bucket=bucket, Key=prefix + name)["Body"].read()
             assert hashlib.sha256(blob).hexdigest() == manifest.files[name], f"v{version}/{name} was overwritten"
@@ -134,7 +142,8 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
         announced = [c.event for c in consumer.events(idle_timeout_s=3) if c.event.model_id == mid]
     assert {u.version for u in announced} == set(manifests)
     for update in announced:
-        assert update == manifests[update.version]
+        assert update.signature is not None  # announcements are signed; the manifest is the same event unsigned
+        assert update.model_copy(update={"signature": None}) == manifests[update.version]
 
     # every offset of training-examples is committed
     from confluent_kafka import Consumer, TopicPartition
