@@ -230,12 +230,9 @@ class TrainerService:
             )
             return
         self.counters["examples"] += 1
-        # The model's state is loaded by the worker (S3 reads never block the poll loop); the worker
-        # skips again what this check cannot see yet.
-        state = self.worker.states.get(example.model_id)
-        if (state is not None and example.example_id in state.trained) or self.windows.contains(
-            example.model_id, example.example_id
-        ):
+        # Examples a published version was trained on are skipped by the worker, which owns the
+        # model's state (S3 reads never block the poll loop); windows depend only on the read order.
+        if self.windows.contains(example.model_id, example.example_id):
             self.counters["skipped"] += 1
             return
         full = self.windows.add(example, record)
