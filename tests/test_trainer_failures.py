@@ -264,11 +264,12 @@ def _writer(settings: Any) -> Any:
     from producers.settings import ProducerSettings
     from trainer.announce import Announcements
     from trainer.publish import AdapterPublisher
+    from trainer.retry import Retrier
     from trainer.store import AdapterStore
 
     producer_fields = {k: v for k, v in settings.model_dump().items() if k in ProducerSettings.model_fields}
     view = Announcements(settings)
-    view.catch_up()
+    Retrier(0.2, 2.0)("reading adapter-updates", view.catch_up)  # the broker may be restarting (chaos runs)
     return AdapterPublisher(settings, AdapterStore(settings), view, EventPublisher(ProducerSettings(**producer_fields)))
 
 

@@ -107,7 +107,7 @@ class TrainerService:
         self._inflight: list[Record] = []
         self._paused: list[Any] = []
         self._closed = False
-        self.view.catch_up()
+        self.worker.retry("reading adapter-updates", self.view.catch_up)
 
     # -- rebalances -------------------------------------------------------------------------------
 
@@ -239,23 +239,35 @@ class TrainerService:
         if full is not None:
             self._ready.append(full)
 
-    def _commit(self, *, force: bool = False) -> None:
+    def _commit(self, *, force: bool = False) -> bool:
+        """Commit what is durable; False when the commit failed (the next call tries again)."""
         from confluent_kafka import TopicPartition
 
         if not force and time.monotonic() - self._last_commit < _COMMIT_EVERY_S:
-            return
+            return True
         offsets = self.offsets.committable([*self.windows.records(), *self._inflight])
         self._last_commit = time.monotonic()
         if not offsets:
-            return
+            return True
         try:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
             )
-        except Exception as exc:  # a commit lost to a rebalance is redone by the next owner's re-read
+        except Exception as exc:  # a broker away, or a commit lost to a rebalance (the next owner re-reads)
+            self.counters["kafka_errors"] += 1
             _log.warning("commit failed: %s", exc)
-            return
+            return False
         self.offsets.committed(offsets)
+        return True
+
+    def _commit_at_exit(self) -> None:
+        """The last commit, retried with backoff for up to MC_PUBLISH_TIMEOUT_S (a broker restarting)."""
+        deadline = time.monotonic() + self.settings.publish_timeout_s
+        delay = self.settings.retry_initial_s
+        while not self._commit(force=True) and time.monotonic() + delay < deadline:
+            self.counters["transient_retries"] += 1
+            time.sleep(delay)
+            delay = min(delay * 2, self.settings.retry_max_s)
 
     def close(self) -> None:
         """Commit what is durable and leave the group; open windows are re-read by the next owner."""
@@ -263,7 +275,7 @@ class TrainerService:
             return
         self._closed = True
         try:
-            self._commit(force=True)
+            self._commit_at_exit()
         finally:
             self._executor.shutdown(wait=True)
             self._consumer.close()
