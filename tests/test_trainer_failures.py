@@ -97,6 +97,20 @@ def _verified(settings: Any, update: AdapterUpdate) -> list[str]:
     return [str(i) for i in json.loads(ids)]
 
 
+def _patiently(read: Any) -> Any:
+    """A Kafka read retried for up to 60 s: the shared broker may be restarting (a chaos run)."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return read()
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def _assert_all_committed(settings: Any) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -104,8 +118,8 @@ def _assert_all_committed(settings: Any) -> None:
     try:
         topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
         parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions]
-        for tp in probe.committed(parts, timeout=10):
-            high = probe.get_watermark_offsets(tp, timeout=10)[1]
+        for tp in _patiently(lambda: probe.committed(parts, timeout=10)):
+            high = _patiently(lambda tp=tp: probe.get_watermark_offsets(tp, timeout=10))[1]
             assert high == 0 or tp.offset == high, f"partition {tp.partition}: committed {tp.offset} of {high}"
     finally:
         probe.close()

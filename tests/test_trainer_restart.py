@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,20 @@ def _wait(proc: subprocess.Popen[bytes], log: Path, timeout: float = 150) -> int
         proc.kill()
         proc.wait()
         pytest.fail(f"the trainer did not finish in {timeout} s; log:\n{log.read_text()[-3000:]}")
+
+
+def _patiently(read: Any) -> Any:
+    """A Kafka read retried for up to 60 s: the shared broker may be restarting (a chaos run)."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return read()
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id, group_id, s3, tmp_path) -> None:
@@ -152,8 +167,8 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
     try:
         topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
         parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions]
-        for tp in probe.committed(parts, timeout=10):
-            high = probe.get_watermark_offsets(tp, timeout=10)[1]
+        for tp in _patiently(lambda: probe.committed(parts, timeout=10)):
+            high = _patiently(lambda tp=tp: probe.get_watermark_offsets(tp, timeout=10))[1]
             assert high == 0 or tp.offset == high, f"partition {tp.partition}: committed {tp.offset} of {high}"
     finally:
         probe.close()
