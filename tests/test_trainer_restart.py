@@ -3,9 +3,10 @@ at the dangerous points of publication, then restarted; in the end every window 
 once, no version ever names two different adapters, and every offset is committed.
 
 Kills: after v2's manifest (not announced, not committed), after v4's files (no manifest: nothing
-ever replaces them, so the restart, whose weights differ, gives the number 4 up and publishes window
-4 as v5), and an outside SIGKILL as soon as v5's manifest shows up in S3. Static group membership lets each
-restarted process take its partition back without waiting for the dead one's session to expire.
+ever replaces them, so the restart, whose weights differ, gives the number 4 up and publishes
+window 4 as v5), and an outside SIGKILL as soon as v5's manifest shows up in S3. Static group
+membership lets each restarted process take its partition back without waiting for the dead one's
+session to expire.
 The failpoints are installed by a test wrapper (tests/test_trainer_failpoint.py), not by a setting.
 """
 
