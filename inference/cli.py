@@ -1,4 +1,4 @@
-"""``mc inference-node`` (run a node) and ``mc bench swap`` (hot-swap under load)."""
+"""``mc inference-node`` (run a node), ``mc bench swap`` (hot-swap under load), ``mc bench tenants``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,15 @@ def _bench_swap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_tenants(args: argparse.Namespace) -> int:
+    import json
+
+    from inference.bench_tenants import run
+
+    print(json.dumps(run(tenants=args.tenants, requests=args.requests, clients=args.clients)))
+    return 0
+
+
 def register(commands: Any, benches: Any) -> None:
     node = commands.add_parser("inference-node", help="the inference node: adapter watcher + proxy in front of vLLM")
     add_node_arguments(node)
@@ -66,3 +75,9 @@ def register(commands: Any, benches: Any) -> None:
     bench.add_argument("--swap-interval-s", type=float, default=3.0)
     bench.add_argument("--max-tokens", type=int, default=16)
     bench.set_defaults(func=_bench_swap)
+
+    tenants = benches.add_parser("tenants", help="many model_ids, each with its own adapter, on one node and vLLM")
+    tenants.add_argument("--tenants", type=int, default=50)
+    tenants.add_argument("--requests", type=int, default=400)
+    tenants.add_argument("--clients", type=int, default=4)
+    tenants.set_defaults(func=_bench_tenants)

@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from inference.api import VERSION_HEADER, Routes, SwitchRecord
 
-__all__ = ["LoadGenerator", "Sample", "Target", "percentile", "version_was_live"]
+__all__ = ["LoadGenerator", "Sample", "Target", "first_logprob", "percentile", "version_was_live"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,17 @@ class Sample:
     ok: bool
     version: int | None
     error: str | None = None
+    #: log-probability of the first generated token: with greedy decoding and one fixed prompt it
+    #: tells which weights answered (tests compare it with each version's own)
+    first_logprob: float | None = None
+
+
+def first_logprob(completion: dict[str, Any]) -> float | None:
+    """The first generated token's log-probability in an OpenAI chat completion (None without logprobs)."""
+    try:
+        return float(completion["choices"][0]["logprobs"]["content"][0]["logprob"])
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -112,17 +124,20 @@ class LoadGenerator:
                 phase, start, t0 = self.phase, time.time(), time.perf_counter()
                 version: int | None = None
                 error: str | None = None
+                first: float | None = None
                 try:
                     resp = clients[target.base_url].post(Routes.CHAT, json=self.body(target.model, target.via_node))
                     ok = resp.status_code == 200
                     if not ok:
                         error = f"{resp.status_code}: {resp.text[:200]}"
+                    else:
+                        first = first_logprob(resp.json())
                     if target.via_node and VERSION_HEADER in resp.headers:
                         version = int(resp.headers[VERSION_HEADER])
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, ValueError) as exc:
                     ok, error = False, repr(exc)
                 latency = (time.perf_counter() - t0) * 1000
-                sample = Sample(target.name, phase, start, time.time(), latency, ok, version, error)
+                sample = Sample(target.name, phase, start, time.time(), latency, ok, version, error, first)
                 with self._lock:
                     self.samples.append(sample)
         finally:

@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -40,6 +40,10 @@ Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:
 #: (``{model_id}@v{N}``): a strict slug, so it can never be ``..``, hold a ``/`` or fake a version.
 ModelId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 def new_id() -> str:
@@ -92,6 +96,19 @@ class Event(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     model_id: ModelId
     created_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @field_validator("created_at")
+    @classmethod
+    def _in_range(cls, value: datetime) -> datetime:
+        # Parts convert it to UTC and to epoch milliseconds (Kafka's clock): a date at the edge of
+        # Python's range (0001-01-01T00:00+05:00) overflowed there and crashed the join on every replay.
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("created_at is out of range") from None
+        if not _EARLIEST <= utc <= _LATEST:
+            raise ValueError(f"created_at must lie between {_EARLIEST.date()} and {_LATEST.date()} (UTC)")
+        return value
 
     @property
     def event_id(self) -> str:

@@ -1,17 +1,59 @@
-"""Hot-swap under load against the real vLLM: 4 clients, 5 new versions, two nodes (one started late)."""
+"""Hot-swap under load against the real vLLM: 4 clients, 5 new versions, two nodes (one started late).
+
+Every version has its own weights, and each answer is checked against the weights of the version the
+node names: a node that said "v4" while vLLM answered with v3's adapter would fail here.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
-from inference.adapters import delete_adapters, upload_adapter
-from inference.load import LoadGenerator, Target, version_was_live
+from inference.adapters import delete_adapters, upload_adapter, write_synthetic_adapter
+from inference.load import LoadGenerator, Target, first_logprob, version_was_live
 from producers import EventPublisher
 from schemas.storage import s3_client
 from schemas.topics import TopicKey
-from tests.test_inference_fixtures import peft_adapter_dir, running_node, vllm_models, wait_for_version
+from tests.test_inference_fixtures import running_node, vllm_models, vllm_post, wait_for_version
+
+#: first-token log-probs of one version vary this much with the batch they are computed in (CPU float32)
+TOLERANCE = 0.02
+
+
+def _distinct_adapters(tmp_path: Path, versions: range) -> dict[int, Path]:
+    from devstack import StackSettings
+    from devstack.checkpoint import ensure_checkpoint
+
+    checkpoint = ensure_checkpoint(StackSettings().cache_dir)
+    return {
+        v: write_synthetic_adapter(checkpoint, tmp_path / f"weights-v{v}", seed=1000 + v, scale=0.2) for v in versions
+    }
+
+
+def _fingerprints(vllm, folders: dict[int, Path], load: LoadGenerator) -> dict[int, float]:  # type: ignore[no-untyped-def]
+    """Each version's first-token log-prob for the load's own request, asked of vLLM directly."""
+    out: dict[int, float] = {}
+    for version, folder in folders.items():
+        name = f"fp-{uuid.uuid4().hex[:8]}@v{version}"
+        status, text = vllm_post(f"{vllm.vllm_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
+        assert status == 200, text
+        try:
+            status, text = vllm_post(f"{vllm.vllm_url}/v1/chat/completions", load.body(name, via_node=False))
+            assert status == 200, text
+            value = first_logprob(json.loads(text))
+            assert value is not None
+            out[version] = value
+        finally:
+            vllm_post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
+    values = sorted(out.values())
+    gaps = [b - a for a, b in itertools.pairwise(values)]
+    assert min(gaps) > 4 * TOLERANCE, out  # the versions are told apart by their answers
+    return out
 
 
 @pytest.mark.kafka
@@ -22,8 +64,8 @@ def test_hot_swap_under_load_two_nodes_converge(vllm, s3, topics, model_id, tmp_
     settings = topics()
     mid = model_id()
     store = s3_client(settings)
-    adapter = peft_adapter_dir()
-    updates = [upload_adapter(store, settings, mid, v, adapter, parent_version=v - 1 or None) for v in range(1, 7)]
+    folders = _distinct_adapters(tmp_path, range(1, 7))
+    updates = [upload_adapter(store, settings, mid, v, folders[v], parent_version=v - 1 or None) for v in range(1, 7)]
     try:
         with EventPublisher(settings) as pub:
             pub.publish(TopicKey.ADAPTER_UPDATES, updates[0]).result(30)
@@ -37,6 +79,7 @@ def test_hot_swap_under_load_two_nodes_converge(vllm, s3, topics, model_id, tmp_
                     nodes = {"a": node_a, "b": node_b}
                     targets = [[Target(n, c.base_url, mid, True) for n, c in nodes.items()] for _ in range(4)]
                     load = LoadGenerator(targets, max_tokens=4)
+                    fingerprints = _fingerprints(vllm, folders, load)
                     load.phase = "swaps"
                     load.start()
                     try:
@@ -59,6 +102,15 @@ def test_hot_swap_under_load_two_nodes_converge(vllm, s3, topics, model_id, tmp_
         assert not stale, (stale[:3], histories)
         seen = {s.version for s in samples}
         assert len(seen) >= 2, seen  # requests were answered by more than one version
+        # ... and each by the weights of the version it names
+        wrong = [
+            (s.version, s.first_logprob)
+            for s in samples
+            if s.version is None
+            or s.first_logprob is None
+            or abs(s.first_logprob - fingerprints[s.version]) > TOLERANCE
+        ]
+        assert not wrong, (wrong[:5], fingerprints)
         for name, status in statuses.items():
             assert status.models[mid].version == 6, name
             assert [h.version for h in histories[name]][-1] == 6

@@ -49,7 +49,11 @@ def reward(p: PredictionEvent, value: float = 1.0) -> RewardEvent:
 ids = st.from_regex(r"\A[a-z0-9][a-z0-9._-]{0,39}\Z")  # the contract's ModelId slug
 texts = st.text(max_size=200)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-aware = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
+aware = st.datetimes(  # the contract's range: 1970 to 9999-12-30 in UTC
+    min_value=datetime(1970, 1, 2),
+    max_value=datetime(9999, 12, 29),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+)
 
 
 @given(model_id=ids, content=texts, r=finite, created=aware, source=st.none() | texts)

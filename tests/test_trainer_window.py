@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from schemas.events import AdapterUpdate, AssistantTurn, Message, PredictionEvent, RewardEvent, TrainingExample
-from trainer.versions import ModelState, needs_announcing
+from trainer.announce import Announced
+from trainer.versions import PARENT_OFFSET, ModelState, needs_announcing
 from trainer.window import OffsetTracker, Record, Windows
 
 
@@ -92,14 +93,39 @@ def _update(version: int, **kw) -> AdapterUpdate:
     return AdapterUpdate(model_id="m", version=version, uri=uri, files=files, base_model="b", **kw)
 
 
+def _at(update: AdapterUpdate, offset: int) -> Announced:
+    return Announced(update, 0, offset)
+
+
 def test_needs_announcing() -> None:
-    newest = _update(3)
+    newest = _update(3, parent_version=2, metrics={PARENT_OFFSET: 7.0})
     assert needs_announcing(newest, None)
-    assert not needs_announcing(newest, newest)
-    older = _update(2, created_at=newest.created_at - timedelta(seconds=5))
-    assert needs_announcing(newest, older)  # died between the manifest and the announcement
-    rollback = _update(1, rollback=True, created_at=newest.created_at + timedelta(seconds=5))
-    assert not needs_announcing(newest, rollback)  # an operator's rollback stands
+    assert not needs_announcing(newest, _at(newest, 9))
+    parent = _update(2, parent_version=1)
+    assert needs_announcing(newest, _at(parent, 7))  # died between the manifest and the announcement
+    rollback = _update(1, rollback=True)
+    assert not needs_announcing(newest, _at(rollback, 8))  # an operator's rollback stands
+    assert not needs_announcing(newest, _at(_update(3, rollback=True), 8))  # v3 itself announced again
+
+
+def test_needs_announcing_ignores_clock_skew() -> None:
+    """Order comes from versions and topic offsets: created_at values of skewed hosts change nothing."""
+    now = _update(0).created_at
+    for skew in (timedelta(hours=-3), timedelta(0), timedelta(hours=3)):
+        # trained on top of a rollback to v1 (offset 4); its host's clock runs `skew` off
+        newest = _update(3, parent_version=1, metrics={PARENT_OFFSET: 4.0}, created_at=now + skew)
+        base = _update(1, rollback=True, created_at=now - skew)
+        assert needs_announcing(newest, _at(base, 4)), skew  # its own parent: never announced
+        # a rollback to that same v1 made after v3 was announced (offset 6): it stands
+        again = _update(1, rollback=True, created_at=now - 2 * skew - timedelta(minutes=1))
+        assert not needs_announcing(newest, _at(again, 6)), skew
+        # an operator's rollback stamped long "before" the manifest by a slow clock still stands
+        late = _update(2, rollback=True, created_at=now - timedelta(days=1))
+        assert not needs_announcing(newest, _at(late, 5)), skew
+    # a manifest of an older trainer (no offset): announced unless the latest is a rollback
+    legacy = _update(3, parent_version=2, created_at=now - timedelta(days=1))
+    assert needs_announcing(legacy, _at(_update(2, created_at=now + timedelta(days=1)), 3))
+    assert not needs_announcing(legacy, _at(_update(2, rollback=True, created_at=now - timedelta(days=2)), 3))
 
 
 def test_next_version_never_reuses_a_number() -> None:

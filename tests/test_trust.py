@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -120,3 +121,11 @@ def test_settings_read_the_install_secrets_below_the_environment(
     assert made["MC_S3_SECRET_KEY"] not in repr(s)  # masked when printed
     monkeypatch.setenv("MC_S3_ACCESS_KEY", "from-env")
     assert ContractSettings().s3_credentials()[0] == "from-env"
+
+
+@pytest.mark.parametrize("created", ["0001-01-01T00:00:00+05:00", "1969-12-31T23:59:59Z", "9999-12-31T23:00:00-05:00"])
+def test_dates_at_the_edge_of_the_calendar_are_refused_not_crashed_on(created: str) -> None:
+    """Found in review: such a date passed validation and overflowed in the join's UTC conversion."""
+    good = RewardEvent(prediction_id="x", model_id="m", reward=1.0).model_dump(mode="json")
+    with pytest.raises(InvalidEventError):
+        decode(json.dumps({**good, "created_at": created}).encode(), RewardEvent)

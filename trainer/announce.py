@@ -63,6 +63,10 @@ class Announcements:
         seen = self._latest.get(model_id)
         return seen.update if seen is not None else None
 
+    def latest_at(self, model_id: str) -> Announced | None:
+        """The latest announcement of ``model_id`` with where it is on the topic."""
+        return self._latest.get(model_id)
+
     def record(self, update: AdapterUpdate, partition: int, offset: int) -> None:
         """Take an announcement into account (read back, or just published by us)."""
         seen = self._latest.get(update.model_id)

@@ -1,8 +1,9 @@
 """Publication of a trained window, in the order that makes a crash at any point harmless.
 
 1. the adapter is saved locally (by the caller);
-2. ``adapter_config.json``, ``adapter_model.safetensors`` and ``examples.json`` are uploaded to
-   ``adapters/{model_id}/v{N}/`` (debris if we die now: the next attempt overwrites them);
+2. ``adapter_config.json``, ``adapter_model.safetensors``, the optimizer state and ``examples.json``
+   are uploaded to ``adapters/{model_id}/v{N}/``, each only if absent (debris if we die now: nothing
+   ever replaces them, and the next attempt gives the number v{N} up, :class:`VersionTaken`);
 3. ``manifest.json`` (the AdapterUpdate itself) is created only if absent: the version now exists,
    and it is the only adapter that will ever exist under v{N};
 4. the AdapterUpdate is published on the compacted topic (if we die before, the restart announces it);
@@ -12,8 +13,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -23,18 +22,11 @@ from schemas.signing import sign_update
 from schemas.topics import TopicKey
 from trainer.announce import Announcements
 from trainer.settings import TrainerSettings
-from trainer.store import AdapterStore
+from trainer.store import AdapterStore, VersionTaken
 
-__all__ = ["AdapterPublisher", "failpoint"]
+__all__ = ["AdapterPublisher"]
 
 _log = logging.getLogger(__name__)
-
-
-def failpoint(settings: TrainerSettings, step: str, version: int) -> None:
-    """Testing only: die like a SIGKILL would, at a named step (``MC_FAILPOINT``)."""
-    if settings.failpoint and settings.failpoint in (step, f"{step}@{version}"):
-        _log.warning("failpoint %s at v%d: SIGKILL", step, version)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class AdapterPublisher:
@@ -67,31 +59,38 @@ class AdapterPublisher:
         Returns None when v{version} already exists as a *different* adapter (another window or
         parent): the caller must rebuild its state and train again on top of it. When it exists
         with the same window and parent, it is our own earlier attempt: it is announced as is.
+        Raises :class:`VersionTaken` when v{version} holds another writer's files and no manifest
+        came for them within ``MC_CLAIM_WAIT_S`` (a writer that died): the number is given up.
         """
-        # A version is never rewritten: look before uploading anything (one trainer owns a model).
+        # A version is never rewritten: look before uploading anything.
         existing = self.store.manifest_or_none(model_id, version)
         if existing is None:
             started = time.perf_counter()
-            digests = self.store.upload_files(model_id, version, folder, example_ids)
-            metrics = {**metrics, "upload_s": time.perf_counter() - started}
-            failpoint(self.settings, "after_upload", version)
-            update = AdapterUpdate(
-                model_id=model_id,
-                version=version,
-                uri=self.store.uri(model_id, version),
-                files=digests,
-                base_model=self.settings.base_model_name,
-                parent_version=parent_version,
-                window=window,
-                metrics=metrics,
-            )
-            if self.store.put_manifest(update):
-                failpoint(self.settings, "after_manifest", version)
-                self.announce(update)
-                failpoint(self.settings, "after_announce", version)
-                return update, True
-            # Lost a race with another writer of this version (two owners during a rebalance).
-            existing = self.store.manifest(model_id, version)
+            try:
+                digests = self.store.upload_files(model_id, version, folder, example_ids)
+            except VersionTaken:
+                # Another writer's files are there: it is uploading (a rebalance) or it died.
+                _log.warning("%s v%d holds another writer's files: waiting for its manifest", model_id, version)
+                existing = self.store.wait_for_manifest(model_id, version, self.settings.claim_wait_s)
+                if existing is None:
+                    raise
+            else:
+                metrics = {**metrics, "upload_s": time.perf_counter() - started}
+                update = AdapterUpdate(
+                    model_id=model_id,
+                    version=version,
+                    uri=self.store.uri(model_id, version),
+                    files=digests,
+                    base_model=self.settings.base_model_name,
+                    parent_version=parent_version,
+                    window=window,
+                    metrics=metrics,
+                )
+                if self.store.put_manifest(update):
+                    self.announce(update)
+                    return update, True
+                # Lost a race with another writer of this version (two owners during a rebalance).
+                existing = self.store.manifest(model_id, version)
         if existing.window != window or existing.parent_version != parent_version:
             _log.warning("%s v%d exists with another window: retraining on top of it", model_id, version)
             return None

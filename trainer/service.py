@@ -1,42 +1,46 @@
 """The consume loop: training-examples → windows → train → publish → commit.
 
-Offsets are committed by hand, only below the first record of any window not yet published, so
-everything not durable is read again after a crash; examples whose id a published version was
-trained on are skipped when read again. On a rebalance, open windows of revoked partitions are
-dropped (their new owner re-reads them) and per-model state is rebuilt from S3 and the topic.
+Offsets are committed by hand, only below the first record of any window not yet published (or
+dead-lettered), so everything not durable is read again after a crash; examples whose id a
+published version was trained on are skipped when read again. On a rebalance, open windows of
+revoked partitions are dropped (their new owner re-reads them) and per-model state is rebuilt from
+S3 and the topic.
+
+Windows are trained on a worker thread (:mod:`trainer.worker`), one at a time. Meanwhile the
+consumer's partitions are paused and this thread keeps calling ``poll()``, which serves the group's
+heartbeats, rebalances and ``max.poll.interval.ms``: a window of any length keeps the trainer in its
+group. Only this thread touches the consumer, the open windows and the offsets.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from producers.publisher import EventPublisher
 from producers.settings import ProducerSettings
 from schemas.dead_letter import DeadLetter
-from schemas.errors import AdapterError, ConfigurationError, KafkaError, SchemaError
-from schemas.events import AdapterUpdate, TrainingExample
+from schemas.errors import ConfigurationError, KafkaError, SchemaError
+from schemas.events import TrainingExample
 from schemas.serde import decode
 from schemas.topics import TopicKey, topic_name
 from trainer.announce import Announcements
 from trainer.cpus import pin_threads, set_mmap_threshold
 from trainer.model import AdapterSlot, choose_device, load_base
-from trainer.publish import AdapterPublisher
 from trainer.settings import TrainerSettings
 from trainer.store import AdapterStore
-from trainer.train import WindowTrainer
-from trainer.versions import ModelState, load_state
 from trainer.window import OffsetTracker, Record, Window, Windows
+from trainer.worker import WindowWorker
 
 __all__ = ["TrainerService", "build_slot"]
 
 _log = logging.getLogger(__name__)
 _PARTITION_EOF = -191
 _COMMIT_EVERY_S = 2.0
-_MAX_ATTEMPTS = 3
 
 
 def build_slot(settings: TrainerSettings) -> AdapterSlot:
@@ -57,17 +61,28 @@ class TrainerService:
 
         self.settings = settings
         self.slot = slot or build_slot(settings)
-        self.trainer = WindowTrainer(settings, self.slot)
         self.store = AdapterStore(settings)
         self.view = Announcements(settings)
         producer_fields = {k: v for k, v in settings.model_dump().items() if k in ProducerSettings.model_fields}
         self.events = EventPublisher(ProducerSettings(**producer_fields))
-        self.publisher = AdapterPublisher(settings, self.store, self.view, self.events)
         self.windows = Windows(settings.window_examples, settings.window_seconds)
         self.offsets = OffsetTracker()
-        self.states: dict[str, ModelState] = {}
         self.topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
-        self.counters = {"examples": 0, "skipped": 0, "invalid": 0, "windows": 0, "empty_windows": 0}
+        self.counters = {
+            "examples": 0,
+            "skipped": 0,
+            "invalid": 0,
+            "windows": 0,
+            "empty_windows": 0,
+            "window_failures": 0,
+            "dead_lettered_windows": 0,
+            "dead_lettered_examples": 0,
+            "transient_retries": 0,
+            "kafka_errors": 0,
+        }
+        #: set when the service stops: a worker waiting to retry gives up (its window is re-read later)
+        self._halt = threading.Event()
+        self.worker = WindowWorker(settings, self.slot, self.store, self.view, self.events, self.counters, self._halt)
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -76,6 +91,7 @@ class TrainerService:
                 "enable.auto.commit": False,  # commits are ours: only below unpublished windows
                 "enable.partition.eof": False,
                 "session.timeout.ms": settings.session_timeout_ms,
+                "max.poll.interval.ms": settings.max_poll_interval_ms,
                 **({"group.instance.id": settings.group_instance_id} if settings.group_instance_id else {}),
             }
         )
@@ -83,15 +99,20 @@ class TrainerService:
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         self._last_commit = 0.0
-        #: records of the window being trained/published: not committable until it is published
+        #: closed windows waiting for the worker, oldest first
+        self._ready: deque[Window] = deque()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-trainer-window")
+        self._job: Future[bool] | None = None
+        #: records of the window being trained/published: not committable until it is done
         self._inflight: list[Record] = []
+        self._paused: list[Any] = []
         self._closed = False
-        self.view.catch_up()
+        self.worker.retry("reading adapter-updates", self.view.catch_up)
 
     # -- rebalances -------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        self.states.clear()  # another owner may have published versions meanwhile
+        self.worker.states.clear()  # another owner may have published versions meanwhile
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._commit(force=True)
@@ -103,8 +124,10 @@ class TrainerService:
             _log.info(
                 "dropping the open window of %s (%d examples): partition revoked", window.model_id, len(window.examples)
             )
+        gone = set(tps)
+        self._ready = deque(w for w in self._ready if not any(r.tp in gone for r in w.records))
         self.offsets.forget(tps)
-        self.states.clear()
+        self.worker.states.clear()
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -119,30 +142,72 @@ class TrainerService:
         for ``idle_exit_s`` with no window open. Returns the number of windows published."""
         published_at_start = self.counters["windows"]
         idle_since = time.monotonic()
+        self._halt.clear()
         try:
             while stop is None or not stop.is_set():
-                msg = self._consumer.poll(0.5)
+                msg = self._consumer.poll(0.2 if self._job is not None else 0.5)
                 if msg is not None:
                     self._handle(msg)
-                for window in self.windows.due():
-                    self._process_window(window)
-                if msg is not None or len(self.windows):
+                self._ready.extend(self.windows.due())
+                self._reap()
+                if self._job is None and self._ready:
+                    self._start(self._ready.popleft())
+                elif self._job is not None:
+                    self._pause()
+                if msg is not None or len(self.windows) or self._ready or self._job is not None:
                     idle_since = time.monotonic()  # measured after the work, which can take a while
                 self._commit()
-                if max_windows is not None and self.counters["windows"] - published_at_start >= max_windows:
+                published = self.counters["windows"] - published_at_start
+                if max_windows is not None and self._job is None and published >= max_windows:
                     break
                 if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
         finally:
-            self.close()
+            self._halt.set()
+            try:
+                if self._job is not None:
+                    self._job.exception()  # wait: the worker gives up retrying, training finishes
+                    self._reap()
+            finally:
+                self.close()
         return self.counters["windows"] - published_at_start
+
+    # -- the worker -------------------------------------------------------------------------------
+
+    def _start(self, window: Window) -> None:
+        self._inflight = list(window.records)
+        self._job = self._executor.submit(self.worker.process, window)
+        self._pause()
+
+    def _pause(self) -> None:
+        """Stop fetching while a window trains (poll() still keeps the group membership alive)."""
+        assigned = self._consumer.assignment()
+        if assigned != self._paused:
+            self._consumer.pause(assigned)
+            self._paused = assigned
+
+    def _reap(self) -> None:
+        """Take the worker's result if it is done: commit past its window, fetch again."""
+        if self._job is None or not self._job.done():
+            return
+        job, self._job = self._job, None
+        if self._paused:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = []
+        if job.result():  # an unexpected failure of the worker itself raises here and stops the service
+            self._inflight = []  # only when done: after an interruption, close() must not commit past it
+            self._commit(force=True)
 
     def _handle(self, msg: Any) -> None:
         err = msg.error()
         if err is not None:
             if err.code() == _PARTITION_EOF:
                 return
-            raise KafkaError(f"consuming {self.topic}: {err.str()}", code=err.name(), description=err.str())
+            if err.fatal():
+                raise KafkaError(f"consuming {self.topic}: {err.str()}", code=err.name(), description=err.str())
+            self.counters["kafka_errors"] += 1  # librdkafka retries these itself (a broker away, ...)
+            _log.warning("consuming %s: %s", self.topic, err.str())
+            return
         record = Record(msg.topic(), msg.partition(), msg.offset())
         self.offsets.seen(record)
         try:
@@ -165,114 +230,44 @@ class TrainerService:
             )
             return
         self.counters["examples"] += 1
-        state = self._state(example.model_id)
-        if example.example_id in state.trained or self.windows.contains(example.model_id, example.example_id):
+        # Examples a published version was trained on are skipped by the worker, which owns the
+        # model's state (S3 reads never block the poll loop); windows depend only on the read order.
+        if self.windows.contains(example.model_id, example.example_id):
             self.counters["skipped"] += 1
             return
         full = self.windows.add(example, record)
         if full is not None:
-            self._process_window(full)
+            self._ready.append(full)
 
-    def _state(self, model_id: str) -> ModelState:
-        state = self.states.get(model_id)
-        if state is None:
-            state = load_state(model_id, self.store, self.view.latest(model_id), self.publisher.announce)
-            self.states[model_id] = state
-        return state
-
-    def _process_window(self, window: Window) -> None:
-        self._inflight = list(window.records)
-        self._process(window)
-        self._inflight = []  # only on success: after a failure, close() must not commit past it
-        self._commit(force=True)
-
-    def _process(self, window: Window, attempt: int = 1) -> None:
-        """Train the window on the model's current adapter and publish the result."""
-        model_id = window.model_id
-        self.view.poll()  # a rollback announced meanwhile changes the parent
-        state = self._state(model_id)
-        keep = [i for i, ex in enumerate(window.examples) if ex.example_id not in state.trained]
-        if not keep:
-            return
-        if len(keep) < len(window.examples):  # another writer trained some of them meanwhile
-            window = Window(
-                model_id, window.opened_at, [window.examples[i] for i in keep], [window.records[i] for i in keep]
-            )
-        examples = window.examples
-        closed_at, t0 = time.time(), time.perf_counter()
-        current = self.view.latest(model_id)
-        self._load_parent(model_id, current)
-        parent_s = time.perf_counter() - t0
-        baseline = current.metrics.get("reward_baseline") if current is not None else None
-        result = self.trainer.train(examples, baseline)
-        if not result.trained:
-            self.counters["empty_windows"] += 1
-            _log.info("%s: a window of %d examples without assistant tokens: nothing to train", model_id, len(examples))
-            return
-        version = state.next_version(current)
-        folder = self.settings.work_dir / "out" / model_id / f"v{version}"
-        shutil.rmtree(folder, ignore_errors=True)
-        t0 = time.perf_counter()
-        self.slot.save(folder)
-        # Each part of the window's way to S3, measured on its own (the demo's freshness split).
-        metrics = {
-            **result.metrics,
-            "window_closed_at": closed_at,
-            "prepare_s": parent_s + result.metrics.get("batch_s", 0.0),
-            "save_s": time.perf_counter() - t0,
-        }
-        parent = current.version if current is not None else 0
-        ids = [ex.example_id for ex in examples]
-        outcome = self.publisher.publish(model_id, version, parent, folder, window.training_window(), ids, metrics)
-        if outcome is None:  # v{version} was taken by another adapter: start over on top of it
-            self.states.pop(model_id, None)
-            if attempt >= _MAX_ATTEMPTS:
-                raise AdapterError(f"{model_id}: v{version} kept being taken by other writers")
-            self._process(window, attempt + 1)
-            return
-        update, ours = outcome
-        shutil.rmtree(folder, ignore_errors=True)  # in S3 now; the slot still holds the weights
-        state.head = max(state.head, update.version)
-        state.trained.update(ids)
-        self.slot.holds = (model_id, update.version) if ours else None
-        self.counters["windows"] += 1
-        _log.info(
-            "%s v%d published: %d examples, %d tokens in %.1f s, %s",
-            model_id,
-            update.version,
-            len(examples),
-            result.tokens,
-            result.seconds,
-            {k: round(v, 4) for k, v in result.metrics.items()},
-        )
-
-    def _load_parent(self, model_id: str, current: AdapterUpdate | None) -> None:
-        version = current.version if current is not None else 0
-        if self.slot.holds == (model_id, version):
-            return
-        if current is None or version == 0:
-            self.slot.fresh(model_id)
-            return
-        folder = self.settings.work_dir / "parent" / model_id  # one per model: overwritten, verified
-        self.slot.load(model_id, version, self.store.download(current, folder))
-
-    def _commit(self, *, force: bool = False) -> None:
+    def _commit(self, *, force: bool = False) -> bool:
+        """Commit what is durable; False when the commit failed (the next call tries again)."""
         from confluent_kafka import TopicPartition
 
         if not force and time.monotonic() - self._last_commit < _COMMIT_EVERY_S:
-            return
+            return True
         offsets = self.offsets.committable([*self.windows.records(), *self._inflight])
         self._last_commit = time.monotonic()
         if not offsets:
-            return
+            return True
         try:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
             )
-        except Exception as exc:  # a commit lost to a rebalance is redone by the next owner's re-read
+        except Exception as exc:  # a broker away, or a commit lost to a rebalance (the next owner re-reads)
+            self.counters["kafka_errors"] += 1
             _log.warning("commit failed: %s", exc)
-            return
+            return False
         self.offsets.committed(offsets)
+        return True
+
+    def _commit_at_exit(self) -> None:
+        """The last commit, retried with backoff for up to MC_PUBLISH_TIMEOUT_S (a broker restarting)."""
+        deadline = time.monotonic() + self.settings.publish_timeout_s
+        delay = self.settings.retry_initial_s
+        while not self._commit(force=True) and time.monotonic() + delay < deadline:
+            self.counters["transient_retries"] += 1
+            time.sleep(delay)
+            delay = min(delay * 2, self.settings.retry_max_s)
 
     def close(self) -> None:
         """Commit what is durable and leave the group; open windows are re-read by the next owner."""
@@ -280,8 +275,9 @@ class TrainerService:
             return
         self._closed = True
         try:
-            self._commit(force=True)
+            self._commit_at_exit()
         finally:
+            self._executor.shutdown(wait=True)
             self._consumer.close()
             self.view.close()
             self.events.close()

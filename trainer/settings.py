@@ -97,6 +97,22 @@ class TrainerSettings(ContractSettings):
     )
     work_dir: Path = Field(Path(".mc/trainer"), description="local scratch: saved and downloaded adapters")
     publish_timeout_s: float = Field(60.0, gt=0, description="wait this long for the AdapterUpdate's ack")
-    #: testing only: "STEP" or "STEP@VERSION"; the process SIGKILLs itself at that publication step
-    #: (after_upload, after_manifest, after_announce) to prove restarts are safe
-    failpoint: str = ""
+
+    # -- failures ---------------------------------------------------------------------------------
+    window_attempts: int = Field(
+        3, ge=1, description="attempts at a window that fails to train or save before it is dead-lettered"
+    )
+    retry_initial_s: float = Field(0.5, gt=0, description="first backoff after a transient S3 or Kafka failure")
+    retry_max_s: float = Field(30.0, gt=0, description="longest backoff between retries of a transient failure")
+    claim_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="how long to wait for the manifest of another writer whose files hold a version number; "
+        "without one by then the writer died and the number is given up",
+    )
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1000,
+        description="librdkafka's max.poll.interval.ms; training runs off the poll loop, so a window of any "
+        "length keeps the trainer in its group (must be >= MC_SESSION_TIMEOUT_MS)",
+    )

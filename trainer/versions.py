@@ -6,7 +6,10 @@
 - the EMA reward baseline: ``metrics["reward_baseline"]`` of the current version's manifest.
 
 A version whose manifest is in S3 but which was never announced (the trainer died between the two)
-is announced when the state is built, before any new window of that model is trained.
+is announced when the state is built, before any new window of that model is trained. Whether it
+was announced is decided by versions and by offsets on the compacted topic, never by comparing
+``created_at`` values that different hosts' clocks wrote: each manifest records the offset of the
+announcement it was trained on top of (``metrics["parent_announcement_offset"]``, -1 for none).
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schemas.events import AdapterUpdate
+from trainer.announce import Announced
 from trainer.store import AdapterStore
 
-__all__ = ["ModelState", "load_state", "needs_announcing"]
+__all__ = ["PARENT_OFFSET", "ModelState", "load_state", "needs_announcing"]
+
+#: manifest metric: offset on adapter-updates of the announcement the version was trained on top of
+PARENT_OFFSET = "parent_announcement_offset"
 
 _log = logging.getLogger(__name__)
 
@@ -33,23 +40,29 @@ class ModelState:
         return max(self.head, current.version if current is not None else 0) + 1
 
 
-def needs_announcing(newest: AdapterUpdate, latest: AdapterUpdate | None) -> bool:
+def needs_announcing(newest: AdapterUpdate, latest: Announced | None) -> bool:
     """True when ``newest`` (the newest manifest) was never announced.
 
-    An announcement made after the manifest was written (a rollback) supersedes it; one made
-    before it (the parent's) does not.
+    Any announcement after the one ``newest`` was trained on top of (a rollback, another trainer's
+    announcement of this version) supersedes it; the one it was trained on (its parent's) does
+    not. Manifests of older trainers, which lack the offset, are announced only when the latest
+    announcement is not a rollback: a rollback is never undone.
     """
     if latest is None:
         return True
-    if latest.update_id == newest.update_id:
-        return False
-    return latest.created_at < newest.created_at
+    current = latest.update
+    if current.update_id == newest.update_id or current.version >= newest.version:
+        return False  # announced already (a re-announcement of this version counts too)
+    based_on = newest.metrics.get(PARENT_OFFSET)
+    if based_on is None:
+        return not current.rollback
+    return latest.offset <= based_on
 
 
 def load_state(
     model_id: str,
     store: AdapterStore,
-    latest: AdapterUpdate | None,
+    latest: Announced | None,
     announce: Callable[[AdapterUpdate], None],
 ) -> ModelState:
     versions = store.versions(model_id)

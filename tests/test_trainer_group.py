@@ -1,0 +1,144 @@
+"""Two trainer processes split the model_ids of one group; one is SIGKILLed, the other takes its
+partitions over and every window is still published exactly once, each version chaining on the last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devstack.checkpoint import ensure_checkpoint
+from producers.publisher import EventPublisher
+from schemas.events import AdapterUpdate, Message, PredictionEvent, RewardEvent, TrainingExample
+from schemas.storage import MANIFEST_FILE, adapter_prefix, s3_client
+from schemas.topics import TopicKey
+
+pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
+
+WINDOW = 4
+Proc = subprocess.Popen[bytes]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _example(model_id: str, i: int) -> TrainingExample:
+    p = PredictionEvent(
+        model_id=model_id,
+        base_model="smollm2-135m-instruct",
+        messages=[Message(role="user", content=f"Say {i}."), Message(role="assistant", content=f"{i}")],
+    )
+    return TrainingExample.join(p, RewardEvent(prediction_id=p.prediction_id, model_id=model_id, reward=float(i % 2)))
+
+
+def _versions(client, bucket: str, mid: str) -> list[int]:
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=f"adapters/{mid}/").get("Contents", [])]
+    return sorted(int(k.split("/")[2][1:]) for k in keys if k.endswith(MANIFEST_FILE))
+
+
+def _wait_for(client, bucket: str, want: dict[str, int], procs: list[Proc], log: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while any(len(_versions(client, bucket, m)) < n for m, n in want.items()):
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def _wait_for_members(bootstrap: str, group: str, n: int, procs: list[Proc], log: Path, timeout: float = 180) -> None:
+    """Until the group has ``n`` members that each own partitions (both trainers loaded and joined)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        try:
+            desc = admin.describe_consumer_groups([group])[group].result(10)
+            stable = desc.state == ConsumerGroupState.STABLE and len(desc.members) == n
+            if stable and all(m.assignment.topic_partitions for m in desc.members):
+                return
+        except Exception:  # the group does not exist yet, or the broker is restarting
+            pass
+        time.sleep(1)
+
+
+def test_two_trainers_split_models_and_one_is_killed(topics, bucket, model_id, group_id, s3, tmp_path) -> None:
+    settings = topics()
+    client = s3_client(s3)
+    env = {
+        **os.environ,
+        "MC_TOPIC_PREFIX": settings.topic_prefix,
+        "MC_S3_BUCKET": bucket,
+        "MC_BASE_MODEL_PATH": str(ensure_checkpoint(s3.cache_dir)),
+        "MC_GROUP_ID": group_id(),
+        "MC_SESSION_TIMEOUT_MS": "6000",
+        "MC_WINDOW_EXAMPLES": str(WINDOW),
+        "MC_WINDOW_SECONDS": "600",
+        "MC_MAX_SEQ_LEN": "64",
+        "MC_LORA_RANK": "4",
+        "MC_TARGET_MODULES": '["q_proj", "v_proj"]',
+        "MC_CPUS": "all",
+        "PYTHONUNBUFFERED": "1",
+    }
+    # two model_ids on different partitions: with 6 partitions and 2 members, the range assignor gives
+    # partitions 0-2 to one trainer and 3-5 to the other
+    by_half: dict[bool, str] = {}
+    with EventPublisher(settings) as pub:
+        while len(by_half) < 2:
+            mid = model_id()
+            probe = pub.publish(TopicKey.TRAINING_EXAMPLES, _example(mid, 0)).result(30)
+            by_half.setdefault(probe.partition < 3, mid)
+    # the probes were one example each of some model_ids: only our two models matter below
+    models = list(by_half.values())
+    sent: dict[str, list[str]] = {m: [] for m in models}
+
+    def publish(windows: int) -> None:
+        with EventPublisher(settings) as pub:
+            for m in models:
+                for i in range(windows * WINDOW):
+                    ex = _example(m, len(sent[m]) + i + 1)
+                    pub.publish(TopicKey.TRAINING_EXAMPLES, ex)
+                    sent[m].append(ex.example_id)
+
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "trainer"], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        )
+        for log in logs
+    ]
+    try:
+        _wait_for_members(settings.kafka_bootstrap, env["MC_GROUP_ID"], 2, procs, logs[0])
+        publish(1)  # with each model's probe example: a window of 4 per model, and one example over
+        _wait_for(client, bucket, dict.fromkeys(models, 1), procs, logs[0])
+        owners = [{m for m in models if f"{m} v1 published" in log.read_text()} for log in logs]
+        assert all(owners) and not owners[0] & owners[1], owners  # they split the models
+        procs[0].send_signal(signal.SIGKILL)
+        assert procs[0].wait(30) == -signal.SIGKILL
+        publish(2)  # the survivor takes the dead one's partitions over after its session expires
+        _wait_for(client, bucket, dict.fromkeys(models, 3), procs[1:], logs[1])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    for m in models:
+        assert _versions(client, bucket, m) == [1, 2, 3]
+        trained: list[str] = []
+        for v in (1, 2, 3):
+            prefix = adapter_prefix(m, v)
+            raw = client.get_object(Bucket=bucket, Key=prefix + MANIFEST_FILE)["Body"].read()
+            assert AdapterUpdate.model_validate_json(raw).parent_version == v - 1
+            trained += json.loads(client.get_object(Bucket=bucket, Key=prefix + "examples.json")["Body"].read())
+        assert len(trained) == len(set(trained)) == 3 * WINDOW  # nothing trained twice, nothing lost
