@@ -24,7 +24,7 @@ from tests.test_inference_fixtures import peft_adapter_dir, running_node, vllm_m
 CHAT = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0}
 
 
-def _wait(cond, timeout_s: float = 30.0, on_timeout=lambda: None) -> None:  # type: ignore[no-untyped-def]
+def _wait(cond, timeout_s: float = 30.0, on_timeout=lambda: None) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
         if time.monotonic() > deadline:

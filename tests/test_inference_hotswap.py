@@ -35,7 +35,7 @@ def _distinct_adapters(tmp_path: Path, versions: range) -> dict[int, Path]:
     }
 
 
-def _fingerprints(vllm, folders: dict[int, Path], load: LoadGenerator) -> dict[int, float]:  # type: ignore[no-untyped-def]
+def _fingerprints(vllm, folders: dict[int, Path], load: LoadGenerator) -> dict[int, float]:
     """Each version's first-token log-prob for the load's own request, asked of vLLM directly."""
     out: dict[int, float] = {}
     for version, folder in folders.items():

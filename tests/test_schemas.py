@@ -226,4 +226,4 @@ def test_settings_precedence_and_secret_masking(monkeypatch: pytest.MonkeyPatch)
     assert ContractSettings(topic_prefix="arg.").topic_prefix == "arg."
     s = ContractSettings()
     assert "hunter2" not in repr(s) and "hunter2" not in str(s)
-    assert s.s3_secret_key.get_secret_value() == "hunter2"
+    assert s.s3_secret_key is not None and s.s3_secret_key.get_secret_value() == "hunter2"

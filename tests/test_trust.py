@@ -32,7 +32,7 @@ def _update(**kw: object) -> AdapterUpdate:
         "window": TrainingWindow(example_count=16),
         "metrics": {"loss": 0.25},
     }
-    return AdapterUpdate(**{**fields, **kw})  # type: ignore[arg-type]
+    return AdapterUpdate(**{**fields, **kw})
 
 
 @pytest.mark.parametrize("bad", ["../../../tmp/evil", "a/b", "..", ".", "-x", "m@v9", "a b", "x" * 65, "", "é"])
