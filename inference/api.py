@@ -81,9 +81,11 @@ class NodeStatus(BaseModel):
 class NodeClient:
     """A small synchronous client of one node (tests, the bench, operators)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 600.0) -> None:
+    def __init__(self, base_url: str, *, timeout_s: float = 600.0, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        # api_key: one of the node's MC_NODE_API_KEYS, for /v1 (chat, models); the ops routes are open
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def health(self) -> bool:
         try:

@@ -70,10 +70,11 @@ class MaximumContinual:
         if self._llm_factory is not None:
             return self._llm_factory()
         s = self.settings
+        own = s.api_key.get_secret_value() if s.api_key else None
         if s.inference_url:  # the node: MC_API_KEY is one of its MC_NODE_API_KEYS
-            return OpenAIChatClient(s.inference_url, timeout_s=s.request_timeout_s, api_key=s.api_key)
+            return OpenAIChatClient(s.inference_url, timeout_s=s.request_timeout_s, api_key=own)
         # Straight to vLLM, which wants its own key (MC_VLLM_API_KEY) unless the caller gave one.
-        api_key = s.api_key or (s.vllm_api_key.get_secret_value() if s.vllm_api_key else None)
+        api_key = own or (s.vllm_api_key.get_secret_value() if s.vllm_api_key else None)
         return OpenAIChatClient(s.vllm_url, timeout_s=s.request_timeout_s, api_key=api_key)
 
     def publisher(self) -> EventPublisher:

@@ -7,7 +7,7 @@ the producer's from :class:`producers.ProducerSettings`.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from maximum_continual.sandbox.limits import DEFAULT_CPU_S, DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB
 from producers.settings import ProducerSettings
@@ -23,7 +23,9 @@ class ClientSettings(ProducerSettings):
         description="the inference node (OpenAI-compatible). Empty/None: talk straight to vLLM's base model "
         "(no adapters: predictions never use what was learned)",
     )
-    api_key: str | None = Field(None, description="bearer token sent to the inference endpoint, if it wants one")
+    api_key: SecretStr | None = Field(
+        None, description="bearer token sent to the inference endpoint, if it wants one (masked when printed)"
+    )
     request_timeout_s: float = Field(300.0, gt=0, description="timeout of one completion request")
     max_steps: int = Field(6, ge=1, description="agent steps (model turns) before predict gives up")
     step_timeout_s: float = Field(10.0, gt=0, description="wall-clock limit of one code execution")

@@ -129,3 +129,10 @@ def test_dates_at_the_edge_of_the_calendar_are_refused_not_crashed_on(created: s
     good = RewardEvent(prediction_id="x", model_id="m", reward=1.0).model_dump(mode="json")
     with pytest.raises(InvalidEventError):
         decode(json.dumps({**good, "created_at": created}).encode(), RewardEvent)
+
+
+def test_the_sdk_api_key_is_masked_when_printed() -> None:
+    from maximum_continual.settings import ClientSettings
+
+    s = ClientSettings(api_key="app-token-0123456789")
+    assert "app-token-0123456789" not in repr(s) and "app-token-0123456789" not in str(s)
