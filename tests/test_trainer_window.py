@@ -254,3 +254,15 @@ def test_settings_from_the_environment(monkeypatch) -> None:
     assert (s.window_examples, s.target_modules, s.kl_coef, s.ratio_clip) == (5, ["q_proj"], 0.1, 4.0)
     with pytest.raises(Exception, match="frozen"):
         s.window_examples = 3  # type: ignore[misc]
+
+
+def test_trained_ids_are_remembered_for_a_horizon_of_versions() -> None:
+    """The set of trained example ids stays bounded: the newest ``horizon`` versions only."""
+    from trainer.versions import ModelState
+
+    state = ModelState("m", horizon=3)
+    for version in range(1, 6):
+        state.remember(version, [f"e{version}a", f"e{version}b"])
+    assert [v for v, _ in state.recent] == [3, 4, 5]
+    assert state.trained("e5a") and state.trained("e3b")
+    assert not state.trained("e2a")  # re-read after 3 newer versions: trained again (at least once)

@@ -96,6 +96,12 @@ class TrainerSettings(ContractSettings):
         "bound to (all if none is), 'all', or a list like '1,2'",
     )
     work_dir: Path = Field(Path(".mc/trainer"), description="local scratch: saved and downloaded adapters")
+    trained_ids_horizon: int = Field(
+        64,
+        ge=1,
+        description="versions whose example ids are remembered: an example re-read after this many newer "
+        "versions is trained again (memory and start-up reads stay bounded)",
+    )
     publish_timeout_s: float = Field(60.0, gt=0, description="wait this long for the AdapterUpdate's ack")
 
     # -- failures ---------------------------------------------------------------------------------

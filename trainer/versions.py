@@ -2,7 +2,9 @@
 
 - the newest version in S3 (``head``): the next version is ``max(head, announced) + 1``;
 - the current version: the latest announcement (a rollback included), the parent of the next one;
-- the example ids the model was trained on: the union of every version's ``examples.json``;
+- the example ids of the model's last ``horizon`` versions (their ``examples.json``): an example
+  re-delivered (a crash, a rebalance) while fewer newer versions exist is skipped, one re-read later
+  than that is trained again; memory and the reads at start stay bounded however long a model lives;
 - the EMA reward baseline: ``metrics["reward_baseline"]`` of the current version's manifest.
 
 A version whose manifest is in S3 but which was never announced (the trainer died between the two)
@@ -15,7 +17,8 @@ announcement it was trained on top of (``metrics["parent_announcement_offset"]``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.events import AdapterUpdate
@@ -34,7 +37,18 @@ _log = logging.getLogger(__name__)
 class ModelState:
     model_id: str
     head: int = 0
-    trained: set[str] = field(default_factory=set)
+    horizon: int = 64
+    #: (version, its example ids), the newest ``horizon`` versions
+    recent: deque[tuple[int, frozenset[str]]] = field(default_factory=deque)
+
+    def trained(self, example_id: str) -> bool:
+        """Whether one of the remembered versions was trained on ``example_id``."""
+        return any(example_id in ids for _, ids in self.recent)
+
+    def remember(self, version: int, example_ids: Iterable[str]) -> None:
+        self.recent.append((version, frozenset(example_ids)))
+        while len(self.recent) > self.horizon:
+            self.recent.popleft()
 
     def next_version(self, current: AdapterUpdate | None) -> int:
         return max(self.head, current.version if current is not None else 0) + 1
@@ -64,11 +78,12 @@ def load_state(
     store: AdapterStore,
     latest: Announced | None,
     announce: Callable[[AdapterUpdate], None],
+    horizon: int = 64,
 ) -> ModelState:
     versions = store.versions(model_id)
-    state = ModelState(model_id, head=versions[-1] if versions else 0)
-    for version in versions:
-        state.trained.update(store.example_ids(model_id, version))
+    state = ModelState(model_id, head=versions[-1] if versions else 0, horizon=horizon)
+    for version in versions[-horizon:]:
+        state.remember(version, store.example_ids(model_id, version))
     if versions:
         newest = store.manifest(model_id, versions[-1])
         if needs_announcing(newest, latest):

@@ -129,7 +129,13 @@ class WindowWorker:
         if state is None:
             state = self._io(
                 f"{model_id}: state",
-                lambda: load_state(model_id, self.store, self.view.latest_at(model_id), self.publisher.announce),
+                lambda: load_state(
+                    model_id,
+                    self.store,
+                    self.view.latest_at(model_id),
+                    self.publisher.announce,
+                    horizon=self.settings.trained_ids_horizon,
+                ),
             )
             self.states[model_id] = state
         return state
@@ -146,7 +152,7 @@ class WindowWorker:
         model_id = window.model_id
         self._io("reading adapter-updates", self.view.poll)  # a rollback announced meanwhile changes the parent
         state = self._state(model_id)
-        keep = [i for i, ex in enumerate(window.examples) if ex.example_id not in state.trained]
+        keep = [i for i, ex in enumerate(window.examples) if not state.trained(ex.example_id)]
         if len(keep) < len(window.examples):  # re-delivered, or another writer trained them meanwhile
             self.counters["skipped"] += len(window.examples) - len(keep)
             if not keep:
@@ -200,7 +206,7 @@ class WindowWorker:
         update, ours = outcome
         shutil.rmtree(folder, ignore_errors=True)  # in S3 now; the slot still holds the weights
         state.head = max(state.head, update.version)
-        state.trained.update(ids)
+        state.remember(update.version, ids)
         self.slot.holds = (model_id, update.version) if ours else None
         self.counters["windows"] += 1
         _log.info(
