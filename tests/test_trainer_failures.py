@@ -20,9 +20,10 @@ import pytest
 from devstack import Stack, StackSettings
 from devstack.checkpoint import ensure_checkpoint
 from producers.publisher import EventPublisher
-from schemas.events import AdapterUpdate, Message, PredictionEvent, RewardEvent, TrainingExample, TrainingWindow
+from schemas.events import AdapterUpdate, TrainingExample, TrainingWindow
 from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, s3_client
 from schemas.topics import TopicKey, topic_name
+from tests.test_trainer_fixtures import example, patiently
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
 
@@ -30,15 +31,6 @@ torch = pytest.importorskip("torch")
 
 WINDOW = 4
 LORA: dict[str, Any] = {"lora_rank": 4, "target_modules": ["q_proj", "v_proj"], "max_seq_len": 64}
-
-
-def _example(model_id: str, i: int) -> TrainingExample:
-    p = PredictionEvent(
-        model_id=model_id,
-        base_model="smollm2-135m-instruct",
-        messages=[Message(role="user", content=f"Say {i}."), Message(role="assistant", content=f"{i}")],
-    )
-    return TrainingExample.join(p, RewardEvent(prediction_id=p.prediction_id, model_id=model_id, reward=float(i % 2)))
 
 
 @pytest.fixture(scope="module")
@@ -97,20 +89,6 @@ def _verified(settings: Any, update: AdapterUpdate) -> list[str]:
     return [str(i) for i in json.loads(ids)]
 
 
-def _patiently(read: Any) -> Any:
-    """A Kafka read retried for up to 60 s: the shared broker may be restarting (a chaos run)."""
-    from confluent_kafka import KafkaException
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return read()
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-
-
 def _assert_all_committed(settings: Any) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -118,8 +96,8 @@ def _assert_all_committed(settings: Any) -> None:
     try:
         topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
         parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions]
-        for tp in _patiently(lambda: probe.committed(parts, timeout=10)):
-            high = _patiently(lambda tp=tp: probe.get_watermark_offsets(tp, timeout=10))[1]
+        for tp in patiently(lambda: probe.committed(parts, timeout=10)):
+            high = patiently(lambda tp=tp: probe.get_watermark_offsets(tp, timeout=10))[1]
             assert high == 0 or tp.offset == high, f"partition {tp.partition}: committed {tp.offset} of {high}"
     finally:
         probe.close()
@@ -155,7 +133,7 @@ def test_an_s3_outage_during_the_upload_is_retried_and_loses_nothing(make_settin
 
     settings = make_settings()
     mid = model_id()
-    examples = [_example(mid, i) for i in range(2 * WINDOW)]
+    examples = [example(mid, i) for i in range(2 * WINDOW)]
     _publish(settings, examples)
     service = TrainerService(settings, slot=slot)
     upload = service.store.upload_files
@@ -195,8 +173,8 @@ def test_a_window_that_cannot_train_is_dead_lettered_and_the_next_one_publishes(
 
     settings = make_settings(window_attempts=3)
     mid = model_id()
-    poison = [_example(mid, i) for i in range(WINDOW)]
-    good = [_example(mid, i) for i in range(WINDOW, 2 * WINDOW)]
+    poison = [example(mid, i) for i in range(WINDOW)]
+    good = [example(mid, i) for i in range(WINDOW, 2 * WINDOW)]
     _publish(settings, poison + good)
     service = TrainerService(settings, slot=slot)
     train = service.worker.trainer.train
@@ -234,7 +212,7 @@ def test_training_longer_than_the_poll_interval_keeps_the_trainer_in_its_group(m
     # librdkafka needs max.poll.interval.ms >= session.timeout.ms; the broker's minimum session is 6 s
     settings = make_settings(session_timeout_ms=6000, max_poll_interval_ms=6000)
     mid = model_id()
-    examples = [_example(mid, i) for i in range(2 * WINDOW)]
+    examples = [example(mid, i) for i in range(2 * WINDOW)]
     _publish(settings, examples)
     service = TrainerService(settings, slot=slot)
     train = service.worker.trainer.train
@@ -363,7 +341,7 @@ def test_the_loser_of_a_race_retrains_on_top_of_the_winner(make_settings, slot, 
 
     settings = make_settings()
     mid = model_id()
-    examples = [_example(mid, i) for i in range(WINDOW)]
+    examples = [example(mid, i) for i in range(WINDOW)]
     _publish(settings, examples)
     service = TrainerService(settings, slot=slot)
     upload = service.store.upload_files

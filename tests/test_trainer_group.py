@@ -5,7 +5,6 @@ partitions over and every window is still published exactly once, each version c
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,26 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from devstack.checkpoint import ensure_checkpoint
 from producers.publisher import EventPublisher
-from schemas.events import AdapterUpdate, Message, PredictionEvent, RewardEvent, TrainingExample
+from schemas.events import AdapterUpdate
 from schemas.storage import MANIFEST_FILE, adapter_prefix, s3_client
 from schemas.topics import TopicKey
+from tests.test_trainer_fixtures import example, trainer_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
 
 WINDOW = 4
 Proc = subprocess.Popen[bytes]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _example(model_id: str, i: int) -> TrainingExample:
-    p = PredictionEvent(
-        model_id=model_id,
-        base_model="smollm2-135m-instruct",
-        messages=[Message(role="user", content=f"Say {i}."), Message(role="assistant", content=f"{i}")],
-    )
-    return TrainingExample.join(p, RewardEvent(prediction_id=p.prediction_id, model_id=model_id, reward=float(i % 2)))
 
 
 def _versions(client, bucket: str, mid: str) -> list[int]:
@@ -72,28 +62,16 @@ def _wait_for_members(bootstrap: str, group: str, n: int, procs: list[Proc], log
 def test_two_trainers_split_models_and_one_is_killed(topics, bucket, model_id, group_id, s3, tmp_path) -> None:
     settings = topics()
     client = s3_client(s3)
-    env = {
-        **os.environ,
-        "MC_TOPIC_PREFIX": settings.topic_prefix,
-        "MC_S3_BUCKET": bucket,
-        "MC_BASE_MODEL_PATH": str(ensure_checkpoint(s3.cache_dir)),
-        "MC_GROUP_ID": group_id(),
-        "MC_SESSION_TIMEOUT_MS": "6000",
-        "MC_WINDOW_EXAMPLES": str(WINDOW),
-        "MC_WINDOW_SECONDS": "600",
-        "MC_MAX_SEQ_LEN": "64",
-        "MC_LORA_RANK": "4",
-        "MC_TARGET_MODULES": '["q_proj", "v_proj"]',
-        "MC_CPUS": "all",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = trainer_env(
+        settings.topic_prefix, bucket, group_id(), s3, WINDOW, MC_SESSION_TIMEOUT_MS="6000", MC_CPUS="all"
+    )
     # two model_ids on different partitions: with 6 partitions and 2 members, the range assignor gives
     # partitions 0-2 to one trainer and 3-5 to the other
     by_half: dict[bool, str] = {}
     with EventPublisher(settings) as pub:
         while len(by_half) < 2:
             mid = model_id()
-            probe = pub.publish(TopicKey.TRAINING_EXAMPLES, _example(mid, 0)).result(30)
+            probe = pub.publish(TopicKey.TRAINING_EXAMPLES, example(mid, 0)).result(30)
             by_half.setdefault(probe.partition < 3, mid)
     # the probes were one example each of some model_ids: only our two models matter below
     models = list(by_half.values())
@@ -103,7 +81,7 @@ def test_two_trainers_split_models_and_one_is_killed(topics, bucket, model_id, g
         with EventPublisher(settings) as pub:
             for m in models:
                 for i in range(windows * WINDOW):
-                    ex = _example(m, len(sent[m]) + i + 1)
+                    ex = example(m, len(sent[m]) + i + 1)
                     pub.publish(TopicKey.TRAINING_EXAMPLES, ex)
                     sent[m].append(ex.example_id)
 

@@ -14,38 +14,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from devstack.checkpoint import ensure_checkpoint
 from producers.consumer import EventConsumer
 from producers.publisher import EventPublisher
-from schemas.events import AdapterUpdate, Message, PredictionEvent, RewardEvent, TrainingExample
+from schemas.events import AdapterUpdate
 from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, s3_client
 from schemas.topics import TopicKey, topic_name
+from tests.test_trainer_fixtures import example, patiently, trainer_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
 
 WINDOW, WINDOWS = 4, 5
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _example(model_id: str, i: int) -> TrainingExample:
-    p = PredictionEvent(
-        model_id=model_id,
-        base_model="smollm2-135m-instruct",
-        messages=[Message(role="user", content=f"Say {i}."), Message(role="assistant", content=f"{i}")],
-    )
-    r = RewardEvent(prediction_id=p.prediction_id, model_id=model_id, reward=float(i % 2))
-    return TrainingExample.join(p, r)
 
 
 def _start(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -64,43 +52,23 @@ def _wait(proc: subprocess.Popen[bytes], log: Path, timeout: float = 150) -> int
         pytest.fail(f"the trainer did not finish in {timeout} s; log:\n{log.read_text()[-3000:]}")
 
 
-def _patiently(read: Any) -> Any:
-    """A Kafka read retried for up to 60 s: the shared broker may be restarting (a chaos run)."""
-    from confluent_kafka import KafkaException
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return read()
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-
-
 def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id, group_id, s3, tmp_path) -> None:
     settings = topics()
     mid = model_id()
     client = s3_client(s3)
-    env = {
-        **os.environ,
-        "MC_TOPIC_PREFIX": settings.topic_prefix,
-        "MC_S3_BUCKET": bucket,
-        "MC_BASE_MODEL_PATH": str(ensure_checkpoint(s3.cache_dir)),
-        "MC_GROUP_ID": group_id(),
-        "MC_GROUP_INSTANCE_ID": "trainer-0",
-        "MC_SESSION_TIMEOUT_MS": "10000",
-        "MC_WORK_DIR": str(tmp_path / "work"),
-        "MC_WINDOW_EXAMPLES": str(WINDOW),
-        "MC_WINDOW_SECONDS": "600",
-        "MC_STEPS_PER_WINDOW": "1",
-        "MC_MAX_SEQ_LEN": "64",
-        "MC_LORA_RANK": "4",
-        "MC_TARGET_MODULES": '["q_proj", "v_proj"]',
-        "MC_CLAIM_WAIT_S": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    examples = [_example(mid, i) for i in range(WINDOW * WINDOWS)]
+    env = trainer_env(
+        settings.topic_prefix,
+        bucket,
+        group_id(),
+        s3,
+        WINDOW,
+        MC_GROUP_INSTANCE_ID="trainer-0",
+        MC_SESSION_TIMEOUT_MS="10000",
+        MC_WORK_DIR=str(tmp_path / "work"),
+        MC_STEPS_PER_WINDOW="1",
+        MC_CLAIM_WAIT_S="2",
+    )
+    examples = [example(mid, i) for i in range(WINDOW * WINDOWS)]
     with EventPublisher(settings) as pub:
         for ex in examples:
             pub.publish(TopicKey.TRAINING_EXAMPLES, ex)
@@ -170,8 +138,8 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
     try:
         topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
         parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions]
-        for tp in _patiently(lambda: probe.committed(parts, timeout=10)):
-            high = _patiently(lambda tp=tp: probe.get_watermark_offsets(tp, timeout=10))[1]
+        for tp in patiently(lambda: probe.committed(parts, timeout=10)):
+            high = patiently(lambda tp=tp: probe.get_watermark_offsets(tp, timeout=10))[1]
             assert high == 0 or tp.offset == high, f"partition {tp.partition}: committed {tp.offset} of {high}"
     finally:
         probe.close()
