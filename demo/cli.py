@@ -93,7 +93,7 @@ def _bench_learn(args: argparse.Namespace) -> int:
 
 def _register_bench(benches: Any) -> None:
     b = benches.add_parser(
-        "learn", help="the live loop on several tasks and seeds: base vs last versions' reward, rise with 95% CI"
+        "learn", help="the live loop on several tasks and seeds: base vs last versions' reward, rise with 95%% CI"
     )
     b.add_argument("--tasks", help="comma-separated tasks (default: arithmetic,shop,lists)")
     b.add_argument("--seeds", type=int, default=3, help="seeds per task (default 3)")

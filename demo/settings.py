@@ -52,6 +52,11 @@ class DemoSettings(ContractSettings):
     # -- runtime ----------------------------------------------------------------------------------
     demo_state_dir: Path = Field(Path(".mc/demo"), description="one folder per run: logs, pid files, plot, results")
     demo_start_timeout_s: float = Field(180.0, gt=0, description="wait this long for each part to come up")
+    demo_cpu_split: bool = Field(
+        True,
+        description="run the app (this process and its sandboxes), the node and the processor on the cores of "
+        "vLLM's model worker, so the trainer has the other cores to itself (one machine stands in for several)",
+    )
     demo_version_timeout_s: float = Field(
         300.0, gt=0, description="fail when a full window waits this long without a new version going live"
     )

@@ -35,3 +35,17 @@ def test_vllm_worker_cores_reads_proc(tmp_path) -> None:
     (other / "comm").write_text("python\n")
     (tmp_path / "self").mkdir()
     assert vllm_worker_cores(tmp_path) == os.sched_getaffinity(os.getpid())
+
+
+def test_cpu_compute_precision_follows_the_setting_and_the_cpu(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    from trainer import model
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert model.cpu_autocast_dtype("float32", cpu) is None
+    assert model.cpu_autocast_dtype("bfloat16", cpu) is torch.bfloat16
+    assert model.cpu_autocast_dtype("bfloat16", cuda) is None  # CUDA weights are bf16 already
+    monkeypatch.setattr(model, "native_bf16", lambda: False)  # AVX2 only: bf16 would be emulated
+    assert model.cpu_autocast_dtype("auto", cpu) is None
+    monkeypatch.setattr(model, "native_bf16", lambda: True)  # AVX512-BF16 or AMX
+    assert model.cpu_autocast_dtype("auto", cpu) is torch.bfloat16

@@ -7,6 +7,7 @@ Adapters are made the way vLLM accepts them: no modules_to_save, no DoRA, no bia
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +21,15 @@ from trainer.settings import TrainerSettings
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OPTIMIZER_FILE", "AdapterSlot", "choose_device", "load_base", "token_logprobs"]
+__all__ = [
+    "OPTIMIZER_FILE",
+    "AdapterSlot",
+    "choose_device",
+    "cpu_autocast_dtype",
+    "load_base",
+    "native_bf16",
+    "token_logprobs",
+]
 
 #: AdamW's moments and step count, saved beside the adapter so a restarted trainer continues them
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -38,6 +47,26 @@ def choose_device(preference: str = "auto") -> torch.device:
             raise ConfigurationError("MC_DEVICE=cuda but CUDA is not available")
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), as oneDNN uses it."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cpu_autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The dtype CPU forward passes autocast to (None: plain float32; never on CUDA, whose weights
+    are bf16 already). Measured on a 2-core AMD EPYC with AVX512-BF16, one 16-example window on one
+    core: 23.0 s in float32, 15.6 s under bf16 autocast."""
+    import torch
+
+    if device.type != "cpu" or setting == "float32":
+        return None
+    if setting == "bfloat16" or native_bf16():
+        return torch.bfloat16
+    return None
 
 
 def load_base(path: Path, device: torch.device) -> tuple[Any, Any]:
@@ -162,6 +191,15 @@ class AdapterSlot:
         self.holds: tuple[str, int] | None = None
         self._shape: tuple[int, int, frozenset[str]] | None = None
         self._optimizer: Any = None
+        self.autocast_dtype = cpu_autocast_dtype(settings.cpu_compute, device)
+
+    def compute(self) -> contextlib.AbstractContextManager[Any]:
+        """The context forward passes run in: bf16 autocast where :func:`cpu_autocast_dtype` says so."""
+        import torch
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def _config(self, rank: int, alpha: int, targets: list[str]) -> Any:
         from peft import LoraConfig

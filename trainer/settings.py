@@ -84,6 +84,12 @@ class TrainerSettings(ContractSettings):
 
     # -- runtime ----------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    cpu_compute: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="CPU training: the matmuls' precision (weights, optimizer and loss stay float32); auto = "
+        "bfloat16 where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), float32 elsewhere (AVX2 only "
+        "emulates bf16, which is slower than float32)",
+    )
     mmap_threshold: int = Field(
         2 * 1024 * 1024,
         ge=0,

@@ -73,7 +73,7 @@ class WindowTrainer:
         refs: list[torch.Tensor | None] = [None] * len(batches)
         if s.kl_coef > 0 and steps:
             # The base model's logprobs do not change during the window: one forward pass each.
-            with torch.no_grad(), model.disable_adapter():
+            with torch.no_grad(), model.disable_adapter(), self.slot.compute():
                 refs = [token_logprobs(model, mb) for mb in batches]
         model.train()
         params = self.slot.trainable()
@@ -84,7 +84,8 @@ class WindowTrainer:
             opt.zero_grad(set_to_none=True)
             loss = pg = kl = 0.0
             for mb, ref, scale in zip(batches, refs, scales, strict=True):
-                logp = token_logprobs(model, mb, checkpoint=s.gradient_checkpointing)
+                with self.slot.compute():
+                    logp = token_logprobs(model, mb, checkpoint=s.gradient_checkpointing)
                 part = token_loss(
                     logp,
                     adv[mb.example],
