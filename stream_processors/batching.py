@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from stream_processors.guards import OffsetGate, fail_stop, skip_unprocessed, stop_worker
-from stream_processors.tables import store_delete, store_put
+from stream_processors.tables import StoreWrites, store_get
 
 __all__ = ["BatchSink", "SourceRecord", "consume_batches"]
 
@@ -112,6 +112,7 @@ class BatchSink:
         # The agent and the expiry timer share the sink; a flush must not return before everything
         # appended before it is durable, including records another task's flush took but has not sent.
         self._flushing = asyncio.Lock()
+        self._writes = StoreWrites()
 
     def _producer(self) -> Any:
         return self.app.producer._producer  # the aiokafka producer faust started (and flushes before commits)
@@ -156,12 +157,15 @@ class BatchSink:
         self.put_table(self.join_table, partition, key, value)
 
     async def delete_state(self, partition: int, key: bytes) -> None:
-        if store_delete(self.join_table, partition, key):
+        self._writes.apply()
+        if store_get(self.join_table, partition, key) is not None:
+            self._writes.delete(self.join_table, partition, key)
             self._append(self._changelog(self.join_table), partition, key, None)
 
     def put_table(self, table: Any, partition: int, key: bytes, value: bytes) -> None:
-        """Write ``table``'s store now and its changelog (partition = the source partition) with the batch."""
-        store_put(table, partition, key, value)
+        """Write ``table``'s store (at the next flush, before it waits) and its changelog (partition = the
+        source partition) with the batch."""
+        self._writes.put(table, partition, key, value)
         self._append(self._changelog(table), partition, key, value)
 
     def _changelog(self, table: Any) -> str:
@@ -170,6 +174,7 @@ class BatchSink:
 
     async def flush(self) -> None:
         """Send every batch built so far and wait until the broker has them all (a failure stops the worker)."""
+        self._writes.apply()  # the store first, before anything waits: the expiry timer reads it
         async with self._flushing:
             batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
             self._full, self._open = [], {}

@@ -17,7 +17,7 @@ from faust.stores.rocksdb import Store as RocksDBStore
 
 from schemas.errors import ConfigurationError
 
-__all__ = ["store_delete", "store_get", "store_put"]
+__all__ = ["StoreWrites", "store_delete", "store_get", "store_put"]
 
 
 def _check(store: Any) -> None:
@@ -59,3 +59,47 @@ def store_delete(table: Any, partition: int, key: bytes) -> bool:
     _check(store)
     store._key_partition.pop(key, None)
     return store.data.pop(key, None) is not None
+
+
+class StoreWrites:
+    """Writes to tables' stores collected during a batch and applied together by :meth:`apply`.
+
+    rocksdb: one write batch per partition, without the write-ahead log: the local store is forgotten
+    at every start and every revocation (:meth:`~stream_processors.recovery.MergingTable.forget_local_state`),
+    so nothing ever reads it back after a crash. The memory store is written at once."""
+
+    def __init__(self) -> None:
+        self._batches: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self._options: Any = None
+
+    def put(self, table: Any, partition: int, key: bytes, value: bytes) -> None:
+        if isinstance(table.data, RocksDBStore):
+            self._batch(table, partition).put(key, value)
+        else:
+            store_put(table, partition, key, value)
+
+    def delete(self, table: Any, partition: int, key: bytes) -> None:
+        if isinstance(table.data, RocksDBStore):
+            self._batch(table, partition).delete(key)
+        else:
+            store_delete(table, partition, key)
+
+    def _batch(self, table: Any, partition: int) -> Any:
+        import rocksdict
+
+        entry = self._batches.get((id(table), partition))
+        if entry is None:
+            entry = self._batches[(id(table), partition)] = (table, rocksdict.WriteBatch(raw_mode=True))
+        return entry[1]
+
+    def apply(self) -> None:
+        if not self._batches:
+            return
+        if self._options is None:
+            import rocksdict
+
+            self._options = rocksdict.WriteOptions()
+            self._options.disable_wal = True
+        batches, self._batches = self._batches, {}
+        for (_, partition), (table, batch) in batches.items():
+            table.data._db_for_partition(partition).write(batch, self._options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from schemas.errors import SchemaError
 from schemas.events import PredictionEvent, RewardEvent
@@ -23,7 +23,7 @@ from stream_processors.join import JoinState, Outcome, Record, Refusal, expire, 
 from stream_processors.metrics import RewardStats, metrics_key, parse_metrics_key
 from stream_processors.settings import ProcessorSettings
 
-__all__ = ["Processor", "Sink"]
+__all__ = ["Processor", "Sink", "decode_event"]
 
 
 class Sink(Protocol):
@@ -129,9 +129,9 @@ class Processor:
         event: PredictionEvent | RewardEvent
         try:
             if kind == "P":
-                event = decode(value, PredictionEvent, max_bytes=self.s.max_event_bytes)
+                event = decode_event(value, PredictionEvent, self.s.max_event_bytes)
             else:
-                event = decode(value, RewardEvent, max_bytes=self.s.max_event_bytes)
+                event = decode_event(value, RewardEvent, self.s.max_event_bytes)
         except SchemaError as exc:
             await self._refuse(exc.reason, str(exc), topic, partition, offset, key, value)
             return
@@ -326,6 +326,25 @@ class Processor:
             first_record_at=self.first_record_at,
             last_join_at=self.last_join_at,
         )
+
+
+E = TypeVar("E", PredictionEvent, RewardEvent)
+
+
+def decode_event(value: bytes | None, model: type[E], max_bytes: int) -> E:
+    """:func:`schemas.serde.decode`, with pydantic's JSON parser tried first (about twice as fast as
+    ``json.loads`` + ``model_validate``). It accepts a subset of what ``decode`` accepts (a missing
+    ``schema_version`` is checked here); anything it refuses goes through ``decode``, which accepts it
+    after all or raises the typed :class:`SchemaError` the dead letter reports."""
+    if value is not None and len(value) <= max_bytes:
+        try:
+            event = model.model_validate_json(value)
+        except ValueError:  # pydantic's ValidationError
+            pass
+        else:
+            if "schema_version" in event.model_fields_set:
+                return event
+    return decode(value, model, max_bytes=max_bytes)
 
 
 def _utf8(raw: bytes, event: PredictionEvent | RewardEvent) -> bytes:
