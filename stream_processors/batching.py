@@ -61,7 +61,10 @@ async def consume_batches(
     flow_control = app.flow_control
     acking_topics = app.topics.acking_topics
     while not stream.should_stop:
-        events = [await channel.__anext__()]
+        try:
+            events = [await channel.__anext__()]
+        except StopAsyncIteration:  # the channel ends (the worker stops), as faust's iterator returns then
+            return
         while len(events) < max_records and not queue.empty():
             events.append(queue.get_nowait())
         records: list[SourceRecord] = []
