@@ -7,13 +7,13 @@ Why this shape:
 * predictions and rewards are co-partitioned and the table has the same partition count, and faust
   writes a table change to the changelog partition of the record being processed, so partition *p*
   of the state lives in changelog partition *p* and moves with the source partitions at a rebalance.
-* ``stream_publish_on_commit``: examples and dead letters are attached to their source offset and
-  published, and awaited, before that offset is committed; faust also flushes the producer (the
-  changelog writes) before every commit. A crash therefore replays every record whose outputs may
-  not be durable, and :mod:`stream_processors.join` re-emits for replayed records.
-* expiry runs in a timer (there is no record to hang it on when a partition is idle); a timer has
-  no current event, so it deletes from the store and sends the tombstone to the changelog
-  partition of the state explicitly, after its dead letters are delivered.
+* records are handled in batches (:mod:`stream_processors.batching`): a batch's examples, dead
+  letters and changelog records are sent as record batches and awaited before its records are acked,
+  so an offset is committed only after its outputs are durable. A crash therefore replays every record
+  whose outputs may not be durable, and :mod:`stream_processors.join` re-emits for replayed records.
+* expiry runs in a timer (there is no record to hang it on when a partition is idle); it deletes
+  from the store and sends the tombstone to the changelog partition of the state, after its dead
+  letters are delivered.
 * what faust does at rebalances and failed sends is guarded (:mod:`stream_processors.guards`), and
   the join table's recovery merges its changelog records (:mod:`stream_processors.recovery`): the
   root causes of the examples lost when a worker died (issue #11, ``stream_processors/README.md``).
@@ -26,14 +26,11 @@ from typing import Any
 
 from schemas.errors import TopicError
 from schemas.topics import TopicKey, topic_name
-from stream_processors.guards import (
-    OffsetGate,
-    drop_revoked_attachments,
-    fail_stop,
-    refuse_stale_acks,
-    skip_unprocessed,
-)
+from stream_processors.batching import BatchSink, consume_batches
+from stream_processors.guards import OffsetGate, drop_revoked_attachments, refuse_stale_acks
+from stream_processors.metrics import parse_metrics_key
 from stream_processors.settings import ProcessorSettings
+from stream_processors.tables import store_get
 from stream_processors.worker import Processor
 
 __all__ = ["ProcessorApp", "create_app", "source_partitions"]
@@ -60,73 +57,6 @@ def source_partitions(settings: ProcessorSettings, timeout_s: float = 30.0) -> i
     if len(set(counts.values())) != 1:
         raise TopicError(f"predictions and rewards are not co-partitioned: {counts}")
     return counts[names[0]]
-
-
-class _FaustSink:
-    """Examples and dead letters go through faust (attached to the source offset, published before
-    its commit). The join state is written to the store and its changelog directly: faust's
-    ``table[key] = value`` queues each changelog record in a 100-message buffer that, once full,
-    drains one message per event-loop round trip, which capped the worker at a few hundred records/s.
-    The changelog record goes to the partition of the state (= the source partition) explicitly."""
-
-    def __init__(self, app: Any, examples: Any, dead_letters: Any, table: Any) -> None:
-        self.app, self.examples, self.dead_letters, self.table = app, examples, dead_letters, table
-
-    async def example(self, key: bytes, value: bytes) -> None:
-        await self._send(self.examples, key=key, value=value)
-
-    async def dead_letter(self, key: bytes | None, value: bytes) -> None:
-        await self._send(self.dead_letters, key=key, value=value)
-
-    @staticmethod
-    async def _send(topic: Any, **kwargs: Any) -> None:
-        """Inside the agent: attached (published and awaited before its offset commits). Outside (the
-        expiry timer): sent now and awaited here, so expiry deletes nothing before its dead letters
-        are durable. Either way a failed send stops the worker (:func:`guards.fail_stop`)."""
-        from faust import current_event
-
-        fut = await topic.send(**kwargs)
-        fut.add_done_callback(fail_stop)
-        if current_event() is None:
-            await fut
-
-    async def put_state(self, partition: int, key: bytes, value: bytes) -> None:
-        self.table.data[key] = value
-        await self._changelog(partition, key, value)
-
-    async def delete_state(self, partition: int, key: bytes) -> None:
-        try:
-            del self.table.data[key]
-        except KeyError:
-            return
-        await self._changelog(partition, key, None)
-
-    async def _changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
-        from faust.types import TP
-
-        store = self.table.data
-
-        def persisted(done: Any) -> None:
-            # What faust's own changelog callback does: remember (RocksDB) how far the changelog is
-            # known to be in the local store, so a restart replays only what came after.
-            if not done.cancelled() and done.exception() is None:
-                meta = done.result()
-                store.set_persisted_offset(TP(meta.topic, meta.partition), meta.offset)
-
-        # Sent through the changelog *topic* (not the bare producer): inside the agent, with
-        # stream_publish_on_commit, the record is attached to the source offset being processed and
-        # is delivered and awaited before that offset is committed, like the examples. A bare
-        # producer send was only buffered: a worker SIGKILLed after a commit could lose state that
-        # the worker taking over its partitions then never saw (found by the two-worker crash test).
-        await self._send(
-            self.table.changelog_topic,
-            key=key,
-            value=value,
-            partition=partition,
-            key_serializer="raw",
-            value_serializer="raw",
-            callback=persisted,
-        )
 
 
 def create_app(settings: ProcessorSettings | None = None, *, partitions: int | None = None) -> ProcessorApp:
@@ -166,8 +96,7 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     pred_name, rew_name = topic_name(TopicKey.PREDICTIONS, s), topic_name(TopicKey.REWARDS, s)
     source = app.topic(pred_name, rew_name, **raw)
-    examples = app.topic(topic_name(TopicKey.TRAINING_EXAMPLES, s), **raw)
-    dead_letters = app.topic(topic_name(TopicKey.DEAD_LETTERS, s), **raw)
+    examples_name, dead_letters_name = topic_name(TopicKey.TRAINING_EXAMPLES, s), topic_name(TopicKey.DEAD_LETTERS, s)
     # key_type/value_type bytes is what makes faust use the raw codec for the changelogs (a schema alone
     # does not: recovery then JSON-decodes the records and never completes).
     # Recovery merges the join's changelog records instead of keeping the last (stream_processors.recovery).
@@ -186,26 +115,27 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
         join_table.forget_local_state()
         gate.on_revoked()
 
-    sink = _FaustSink(app, examples, dead_letters, join_table)
+    sink = BatchSink(app, examples=examples_name, dead_letters=dead_letters_name, join_table=join_table)
     proc = Processor(
         s,
         predictions_topic=pred_name,
         rewards_topic=rew_name,
         state=join_table,
-        metrics=_StrKeys(metrics_table),
+        metrics=_StrKeys(metrics_table, sink),
         sink=sink,
+        state_get=lambda partition, key: store_get(join_table, partition, key),
     )
     owned: dict[str, frozenset[int] | None] = {"parts": None}
 
+    def out_of_order() -> None:
+        proc.counters["records_out_of_order"] += 1
+
     @app.agent(source, concurrency=1, name="join")
     async def join(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            if not await gate.admit(msg):  # out of order around a rebalance: see guards.OffsetGate
-                skip_unprocessed(msg)
-                proc.counters["records_out_of_order"] += 1
-                continue
-            await proc.handle(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value)
+        # Records in batches, outside faust's per-event iterator and attachments (stream_processors.batching).
+        await consume_batches(
+            stream, gate, proc.handle_batch, max_records=s.processor_batch_max_records, on_skipped=out_of_order
+        )
 
     @app.timer(s.processor_expiry_interval_s)  # type: ignore[untyped-decorator]
     async def expiry() -> None:
@@ -224,17 +154,18 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
 
 
 class _StrKeys:
-    """The metrics table seen with str keys (the table stores raw bytes)."""
+    """The metrics table seen with str keys (the table stores raw bytes); written like the join table,
+    to the store of the key's partition and its changelog, with the batch (:class:`BatchSink`)."""
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
+    def __init__(self, table: Any, sink: BatchSink) -> None:
+        self.table, self.sink = table, sink
 
     def get(self, key: str, default: bytes | None = None) -> bytes | None:
-        value = self.table.get(key.encode())
-        return default if value is None else bytes(value)
+        value = store_get(self.table, parse_metrics_key(key)[2], key.encode())
+        return default if value is None else value
 
     def __setitem__(self, key: str, value: bytes) -> None:
-        self.table[key.encode()] = value
+        self.sink.put_table(self.table, parse_metrics_key(key)[2], key.encode(), value)
 
     def items(self) -> list[tuple[str, bytes]]:
         return [(bytes(k).decode(), bytes(v)) for k, v in self.table.items()]

@@ -47,11 +47,12 @@ __all__ = [
     "fail_stop",
     "refuse_stale_acks",
     "skip_unprocessed",
+    "stop_worker",
 ]
 
 log = logging.getLogger(__name__)
 
-#: exit status of a worker that stopped because a send failed (EX_SOFTWARE)
+#: exit status of a worker that stopped because a send (or the handling of a batch) failed (EX_SOFTWARE)
 EXIT_SEND_FAILED = 70
 
 
@@ -214,5 +215,12 @@ def fail_stop(fut: Any) -> None:
     if fut.cancelled() or fut.exception() is None:
         return
     log.critical("a send failed (%r): stopping so that its record is processed again", fut.exception())
+    logging.shutdown()
+    os._exit(EXIT_SEND_FAILED)
+
+
+def stop_worker(reason: str) -> None:
+    """End the worker now (exit 70), before anything commits past work that did not finish."""
+    log.critical("%s: stopping so that its records are processed again", reason)
     logging.shutdown()
     os._exit(EXIT_SEND_FAILED)

@@ -48,6 +48,9 @@ class ProcessorSettings(ContractSettings):
 
     processor_commit_interval_s: float = Field(1.0, gt=0, description="faust broker_commit_interval")
     processor_linger_ms: int = Field(5, ge=0, description="producer linger (batching delay)")
+    processor_batch_max_records: int = Field(
+        2000, ge=1, description="most source records handled as one batch (their outputs are awaited together)"
+    )
     processor_session_timeout_s: float = Field(10.0, ge=6, description="consumer group session timeout")
     processor_heartbeat_s: float = Field(1.0, gt=0, description="consumer group heartbeat interval")
     processor_log_level: str = Field("warning", description="faust worker log level")

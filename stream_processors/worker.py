@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Literal, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal, Protocol, TypeVar
 
 from schemas.errors import SchemaError
 from schemas.events import PredictionEvent, RewardEvent
@@ -19,15 +19,18 @@ from stream_processors.api import PartitionClock, ProcessorStats, RewardRow
 from stream_processors.codec import decode_join_state, encode_join_state
 from stream_processors.dead_letters import dead_letter_bytes
 from stream_processors.expiry import ExpiryIndex, Watermarks
-from stream_processors.join import Outcome, Record, Refusal, expire, on_prediction, on_reward
+from stream_processors.join import JoinState, Outcome, Record, Refusal, expire, on_prediction, on_reward
 from stream_processors.metrics import RewardStats, metrics_key, parse_metrics_key
 from stream_processors.settings import ProcessorSettings
 
-__all__ = ["Processor", "Sink"]
+__all__ = ["Processor", "Sink", "decode_event"]
 
 
 class Sink(Protocol):
-    """Where the processor's writes go: examples, dead letters, and the join state (store + changelog)."""
+    """Where the processor's writes go: examples, dead letters, and the join state (store + changelog).
+
+    A sink that sends in batches also has ``async flush()``, which returns once every write made so far
+    is durable; the processor calls it at the end of each batch and between expiry's two steps."""
 
     async def example(self, key: bytes, value: bytes) -> None: ...
     async def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
@@ -51,10 +54,13 @@ class Processor:
         state: Mapping[bytes, bytes],
         metrics: MetricsTable,
         sink: Sink,
+        state_get: Callable[[int, bytes], bytes | None] | None = None,
     ) -> None:
         self.s = settings
         self.predictions_topic, self.rewards_topic = predictions_topic, rewards_topic
         self.state, self.metrics, self.sink = state, metrics, sink
+        #: reads a state from its partition's store (faust's table looks in every partition without an event)
+        self.state_get = state_get or (lambda _partition, key: state.get(key))
         self.ttl_ms = settings.ttl_ms
         self.skew_ms = int(settings.processor_max_future_skew.total_seconds() * 1000)
         self.half_life_ms = settings.processor_metrics_half_life.total_seconds() * 1000
@@ -83,16 +89,49 @@ class Processor:
         key: bytes | None,
         value: bytes | None,
     ) -> None:
+        await self.handle_batch([(topic, partition, offset, timestamp_s, key, value)])
+
+    async def handle_batch(
+        self, records: Sequence[tuple[str, int, int, float | None, bytes | None, bytes | None]]
+    ) -> None:
+        """Handle records in order; returns once every output is durable (:meth:`Sink.flush`).
+
+        A key's state is read once per batch and written once (one changelog record however many of
+        the batch's records changed it): states only gain information, so the last one holds the others."""
+        if not records:
+            return
         if self.first_record_at is None:
             self.first_record_at = time.monotonic()
+        states: dict[bytes, JoinState | None] = {}
+        changed: dict[bytes, JoinState] = {}
+        for topic, partition, offset, timestamp_s, key, value in records:
+            await self._one(states, changed, topic, partition, offset, timestamp_s, key, value)
+        for key, st in changed.items():
+            await self.sink.put_state(st.partition, key, encode_join_state(st))
+            self.index.push(st.partition, key.decode(), st.deadline_ms(self.ttl_ms))
+        for partition in {r[1] for r in records}:
+            self._flush_metrics(partition)
+        await self._flush()
+
+    async def _one(
+        self,
+        states: dict[bytes, JoinState | None],
+        changed: dict[bytes, JoinState],
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_s: float | None,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> None:
         self.counters["records"] += 1
         kind: Literal["P", "R"] = "P" if topic == self.predictions_topic else "R"
         event: PredictionEvent | RewardEvent
         try:
             if kind == "P":
-                event = decode(value, PredictionEvent, max_bytes=self.s.max_event_bytes)
+                event = decode_event(value, PredictionEvent, self.s.max_event_bytes)
             else:
-                event = decode(value, RewardEvent, max_bytes=self.s.max_event_bytes)
+                event = decode_event(value, RewardEvent, self.s.max_event_bytes)
         except SchemaError as exc:
             await self._refuse(exc.reason, str(exc), topic, partition, offset, key, value)
             return
@@ -113,19 +152,27 @@ class Processor:
             event_ms = min(event_ms, int(timestamp_s * 1000) + self.skew_ms)
         rec = Record(kind, partition, offset, event_ms, _utf8(value, event))
         self.watermarks.observe(partition, event_ms)
-        cur = self.state.get(key)
-        before = decode_join_state(cur) if cur is not None else None
+        if key in states:
+            before = states[key]
+        else:
+            cur = self.state_get(partition, key)
+            before = decode_join_state(cur) if cur is not None else None
         if isinstance(event, PredictionEvent):
             outcome = on_prediction(before, rec, event)
         else:
             outcome = on_reward(before, rec, event)
+        states[key] = outcome.state
+        if outcome.changed:
+            changed[key] = outcome.state
         await self._apply(key, outcome)
-        self._flush_metrics(partition)
+
+    async def _flush(self) -> None:
+        flush = getattr(self.sink, "flush", None)
+        if flush is not None:
+            await flush()
 
     async def _apply(self, key: bytes, outcome: Outcome) -> None:
-        if outcome.changed:
-            await self.sink.put_state(outcome.state.partition, key, encode_join_state(outcome.state))
-            self.index.push(outcome.state.partition, key.decode(), outcome.state.deadline_ms(self.ttl_ms))
+        """Counters, examples, metrics and dead letters of one outcome (its state is written by the batch)."""
         for name, n in outcome.counts.items():
             self.counters[name] += n
         for emit in outcome.emits:
@@ -183,7 +230,7 @@ class Processor:
         return stat
 
     def _flush_metrics(self, partition: int, *, force: bool = False) -> None:
-        """Write this partition's changed partials (must run in an event of ``partition``)."""
+        """Write this partition's changed partials (to the partition's store and changelog)."""
         dirty = self._dirty.get(partition)
         now = time.monotonic()
         if not dirty or (not force and now - self._flushed_at.get(partition, 0.0) < 1.0):
@@ -235,29 +282,39 @@ class Processor:
         self._dirty = {p: d for p, d in self._dirty.items() if p in owned}
 
     async def expire_due(self) -> int:
-        """Drop every state whose deadline the watermark of its partition passed; returns how many."""
-        dropped = 0
+        """Drop every state whose deadline the watermark of its partition passed; returns how many.
+
+        The unmatched rewards' dead letters are durable (flushed) before any state goes."""
+        doomed: list[tuple[int, bytes, bytes, bool, int]] = []
         for partition in self.watermarks.partitions():
             wm = self.watermarks.watermark(partition)
             if wm is None:
                 continue
             for skey in list(self.index.due(partition, wm)):
                 key = skey.encode()
-                raw = self.state.get(key)
+                raw = self.state_get(partition, key)
                 if raw is None:
                     continue
-                st = decode_join_state(raw)
-                res = expire(st, wm, self.ttl_ms)
+                res = expire(decode_join_state(raw), wm, self.ttl_ms)
                 if res is None:  # a newer deadline is in the index already
                     continue
-                for refusal in res.unmatched_rewards:  # durable before the state goes (the sink awaits them)
+                for refusal in res.unmatched_rewards:
                     await self._refusal(refusal, key)
-                await self.sink.delete_state(partition, key)
-                dropped += 1
-                self.counters["expired_states"] += 1
-                if res.unmatched_prediction:
-                    self.counters["expired_unmatched_predictions"] += 1
-                self.counters["expired_unmatched_rewards"] += len(res.unmatched_rewards)
+                doomed.append((partition, key, raw, res.unmatched_prediction, len(res.unmatched_rewards)))
+        if not doomed:
+            return 0
+        await self._flush()
+        dropped = 0
+        for partition, key, raw, unmatched_prediction, unmatched_rewards in doomed:
+            if self.state_get(partition, key) != raw:  # a record changed it meanwhile: the next pass decides
+                continue
+            await self.sink.delete_state(partition, key)
+            dropped += 1
+            self.counters["expired_states"] += 1
+            if unmatched_prediction:
+                self.counters["expired_unmatched_predictions"] += 1
+            self.counters["expired_unmatched_rewards"] += unmatched_rewards
+        await self._flush()
         return dropped
 
     def stats(self) -> ProcessorStats:
@@ -269,6 +326,25 @@ class Processor:
             first_record_at=self.first_record_at,
             last_join_at=self.last_join_at,
         )
+
+
+E = TypeVar("E", PredictionEvent, RewardEvent)
+
+
+def decode_event(value: bytes | None, model: type[E], max_bytes: int) -> E:
+    """:func:`schemas.serde.decode`, with pydantic's JSON parser tried first (about twice as fast as
+    ``json.loads`` + ``model_validate``). It accepts a subset of what ``decode`` accepts (a missing
+    ``schema_version`` is checked here); anything it refuses goes through ``decode``, which accepts it
+    after all or raises the typed :class:`SchemaError` the dead letter reports."""
+    if value is not None and len(value) <= max_bytes:
+        try:
+            event = model.model_validate_json(value)
+        except ValueError:  # pydantic's ValidationError
+            pass
+        else:
+            if "schema_version" in event.model_fields_set:
+                return event
+    return decode(value, model, max_bytes=max_bytes)
 
 
 def _utf8(raw: bytes, event: PredictionEvent | RewardEvent) -> bytes:

@@ -219,3 +219,43 @@ def test_reward_metrics_per_model_and_adapter_version() -> None:
     assert rows[("m", 0)].count == 2 and rows[("m", 0)].mean == 0.5 and rows[("m", 0)].partitions == [0, 1]
     assert rows[("m", 1)].count == 1 and rows[("m", 1)].ema == 2.0
     assert metrics  # partials reached the table
+
+
+def test_the_fast_decoder_accepts_and_refuses_what_the_contracts_decoder_does() -> None:
+    """The worker parses with pydantic's JSON parser first (decode_event); it must never accept what
+    schemas.decode refuses (a BOM, NaN, a missing schema_version, trailing bytes, UTF-16, ...)."""
+    from schemas.errors import SchemaError
+    from stream_processors.worker import decode_event
+
+    r = _rew(_pred())
+    b = encode(r)
+    no_version = json.dumps({k: v for k, v in json.loads(b).items() if k != "schema_version"}).encode()
+    cases = [
+        b,
+        b"\xef\xbb\xbf" + b,
+        b"  " + b + b"\n ",
+        b[:-1] + b',"reward":0.7}',
+        b.replace(b"1.0", b"NaN"),
+        b.replace(b"1.0", b"1e400"),
+        b.replace(b"1.0", b'"0.5"'),
+        b.replace(b'"m"', b'"\\ud800"'),
+        b.replace(b'"m"', b'"m\\u0000"'),
+        b + b"x",
+        no_version,
+        b.decode().encode("utf-16"),
+        b"[]",
+        b"",
+        b.replace(b'"schema_version":1', b'"schema_version":2'),
+    ]
+    for raw in cases:
+        try:
+            want: object = decode(raw, RewardEvent)
+        except SchemaError as exc:
+            want = (type(exc), exc.reason)
+        try:
+            got: object = decode_event(raw, RewardEvent, 1 << 20)
+        except SchemaError as exc:
+            got = (type(exc), exc.reason)
+        assert got == want, raw
+    p = _pred()
+    assert decode_event(encode(p), PredictionEvent, 1 << 20) == p
