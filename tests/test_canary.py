@@ -305,3 +305,32 @@ def test_the_trainer_continues_from_its_newest_version_unless_rolled_back() -> N
     view.record(_v(2, rollback=True, decision=_decision("refuse", 3, 2)), 0, 9)
     latest = view.latest(M)
     assert latest is not None and latest.version == 2  # a refusal does: back to the live version
+
+
+# -- the dashboard --------------------------------------------------------------------------------------
+
+
+def test_the_dashboard_shows_candidate_against_live_and_whether_nodes_agree() -> None:
+    from dashboard.collector import _canaries
+
+    decision = _decision("refuse", 2, 1).model_dump(mode="json")
+    canary = {"version": 3, "adapter": f"{M}@v3", "since": 0.0, "fraction": 0.2, "requests": 4}
+    nodes = [
+        {"node_id": "a", "live": {M: 1}, "canary": {M: canary}, "decisions": {M: decision}},
+        {"node_id": "b", "live": {M: 1}, "canary": {}, "decisions": {M: decision}},  # has not read the start yet
+    ]
+    rewards = [
+        {"model_id": M, "adapter_version": 1, "count": 40, "mean": 0.75},
+        {"model_id": M, "adapter_version": 3, "count": 5, "mean": 0.6},
+    ]
+    (row,) = _canaries(nodes, rewards)
+    assert row["live_version"] == 1 and row["canary_version"] == 3 and row["fraction"] == 0.2
+    assert (row["candidate_rewards"], row["candidate_mean"], row["live_rewards"], row["live_mean"]) == (
+        5,
+        0.6,
+        40,
+        0.75,
+    )
+    assert row["decision"]["outcome"] == "refuse" and not row["nodes_agree"]
+    nodes[1]["canary"] = {M: canary}
+    assert _canaries(nodes, rewards)[0]["nodes_agree"]
