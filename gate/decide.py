@@ -51,11 +51,11 @@ class RewardStats:
 
 @dataclass(frozen=True)
 class GateParams:
-    margin: float = 0.05
+    margin: float = 0.1
     confidence: float = 0.95
     min_rewards: int = 20
-    check_every: int = 10
-    max_rewards: int = 200
+    check_every: int = 20
+    max_rewards: int = 300
     var_floor: float = 0.01
 
     def __post_init__(self) -> None:

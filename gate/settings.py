@@ -19,13 +19,13 @@ class GateSettings(ProducerSettings):
     """Everything the gate reads. The test's parameters are documented in :mod:`gate.decide`."""
 
     gate_margin: float = Field(
-        0.05, ge=0, description="promote when the candidate's mean reward is not below live's by more than this"
+        0.1, ge=0, description="promote when the candidate's mean reward is not below live's by more than this"
     )
     gate_confidence: float = Field(0.95, gt=0, lt=1, description="1 - the chance of a wrong verdict, over all looks")
     gate_min_rewards: int = Field(20, ge=2, description="rewards each arm needs before a look can decide")
-    gate_check_every: int = Field(10, ge=1, description="the gate looks each time the candidate has this many more")
+    gate_check_every: int = Field(20, ge=1, description="the gate looks each time the candidate has this many more")
     gate_max_rewards: int = Field(
-        200, ge=1, description="candidate rewards after which, with no verdict, the live version stays"
+        300, ge=1, description="candidate rewards after which, with no verdict, the live version stays"
     )
     gate_var_floor: float = Field(0.01, gt=0, description="floor of each arm's reward variance in the test")
     gate_poll_s: float = Field(0.5, gt=0, description="longest wait for new records per loop")
