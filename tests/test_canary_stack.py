@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,10 @@ def _propose(pub: EventPublisher, update: AdapterUpdate, key: bytes) -> None:
 def _live(node: NodeClient, model: str) -> int | None:
     live = node.status().models.get(model)
     return live.version if live is not None else None
+
+
+def _is(read: Callable[[NodeClient, str], int | None], node: NodeClient, model: str, version: int) -> bool:
+    return read(node, model) == version
 
 
 def _phase(pub: EventPublisher, nodes: list[NodeClient], model: str, rewards: dict[int, float], tag: str) -> list[Any]:
@@ -165,11 +170,11 @@ def test_the_gate_refuses_a_bad_canary_and_promotes_a_good_one_on_two_nodes(vllm
                 # -- a good candidate: promoted, on both nodes ---------------------------------
                 _propose(pub, updates[3], key)
                 for node in (node_a, node_b):
-                    _wait("v3 canary", lambda node=node: _canary(node, mid) == 3)
+                    _wait("v3 canary", partial(_is, _canary, node, mid, 3))
                 good = _phase(pub, [node_a, node_b], mid, {1: 1.0, 3: 1.0}, "good")
                 assert {v for _, v in good} == {1, 3}
                 for node in (node_a, node_b):
-                    _wait("v3 live", lambda node=node: _live(node, mid) == 3)
+                    _wait("v3 live", partial(_is, _live, node, mid, 3))
                 assert {_ask(node, mid, p) for p, _ in good[:4] for node in (node_a, node_b)} == {3}
                 statuses = [node.status().models[mid] for node in (node_a, node_b)]
                 for st in statuses:
