@@ -64,6 +64,8 @@ class ModelView:
                 self.proposal = update
             return
         if update.stage == "canary":
+            if self.canary is not None and self.canary.version == update.version:
+                return  # the same canary announced again: it keeps running (and loaded)
             if update.version > self.live_version and update.version not in self.ended:
                 self.canary = update
                 if self.proposal is not None and self.proposal.version <= update.version:

@@ -105,6 +105,9 @@ def test_a_refused_canary_ends_and_never_comes_back() -> None:
     for u in (_v(1), _v(2, stage="candidate"), _v(2, stage="canary"), _v(3, stage="candidate")):
         view.apply(u)
     assert view.canary is not None and view.canary.version == 2 and view.proposal is not None
+    first = view.canary
+    view.apply(_v(2, stage="canary"))  # announced twice: the running one stays
+    assert view.canary is first
     view.apply(_v(1, rollback=True, decision=_decision("refuse", 2, 1)))
     assert view.canary is None and view.proposal is None and view.live_version == 1 and view.ended == {2}
     view.apply(_v(2, stage="canary"))  # a re-delivery of the old start
