@@ -78,7 +78,8 @@ class Node:
     async def chat(self, body: dict[str, Any]) -> Response:
         model = str(body.get("model") or self.s.base_model_name)
         self.metrics.inc("requests")
-        with self.registry.hold(model, route_key(body)) as serving:
+        key = route_key(body) if self.registry.canary(model) is not None else None  # no canary: as before
+        with self.registry.hold(model, key) as serving:
             if serving.version != self.registry.live_version(model):
                 self.metrics.inc("requests_canary")
             resp = await self._send(body, serving)
