@@ -337,3 +337,70 @@ def test_the_dashboard_shows_candidate_against_live_and_whether_nodes_agree() ->
     assert row["decision"]["outcome"] == "refuse" and not row["nodes_agree"]
     nodes[1]["canary"] = {M: canary}
     assert _canaries(nodes, rewards)[0]["nodes_agree"]
+
+
+# -- the node's watcher, with a fake vLLM -----------------------------------------------------------------
+
+
+def test_the_watcher_routes_ends_and_promotes_canaries_in_topic_order() -> None:
+    import asyncio
+    from pathlib import Path
+
+    from inference.metrics import NodeMetrics
+    from inference.settings import InferenceSettings
+    from inference.watcher import AdapterWatcher
+
+    settings = InferenceSettings(adapter_signing_key="s" * 32, unload_grace_s=0.0, canary_fraction=1.0)
+    calls: list[tuple[str, str]] = []
+
+    class Vllm:
+        async def load(self, name: str, path: str) -> bool:
+            calls.append(("load", name))
+            return True
+
+        async def unload(self, name: str) -> None:
+            calls.append(("unload", name))
+
+    def signed(version: int, **kw: Any) -> AdapterUpdate:
+        if version == 0:
+            return sign_update(AdapterUpdate(model_id=M, version=0, base_model="b", **kw), settings.signing_key())
+        files = {"adapter_config.json": SHA, "adapter_model.safetensors": SHA}
+        uri = adapter_uri(settings.s3_bucket, M, version)
+        update = AdapterUpdate(model_id=M, version=version, uri=uri, files=files, base_model="b", **kw)
+        return sign_update(update, settings.signing_key())
+
+    async def scenario() -> None:
+        registry = AdapterRegistry("base", canary_fraction=1.0)
+        watcher = AdapterWatcher(settings, registry, Vllm(), NodeMetrics())  # type: ignore[arg-type]
+
+        async def fetch(update: AdapterUpdate) -> Path:
+            return Path(f"/adapters/v{update.version}")
+
+        watcher._fetch = fetch  # type: ignore[method-assign]
+        offset = iter(range(100))
+
+        async def offer(update: AdapterUpdate) -> None:
+            watcher._offer(update, next(offset))
+            for _ in range(20):  # let the model's worker and any retirement run
+                await asyncio.sleep(0.01)
+
+        watcher.caught_up.set()
+        await offer(signed(1))
+        await offer(signed(2, stage="candidate"))
+        assert registry.canary(M) is None and ("load", f"{M}@v2") not in calls  # a proposal is not served
+        await offer(signed(2, stage="canary"))
+        assert registry.resolve(M, b"any").version == 2  # fraction 1: every request
+        watcher._offer(signed(1, rollback=True, decision=_decision("refuse", 2, 1)), next(offset))
+        assert registry.resolve(M, b"any").version == 1  # at once, before anything is unloaded
+        await offer(signed(2, stage="canary"))  # announced again after its refusal: ignored
+        assert registry.canary(M) is None and ("unload", f"{M}@v2") in calls
+        assert registry.snapshot()[M].refused == [2]
+
+        await offer(signed(3, stage="canary"))
+        assert registry.resolve(M, b"any").version == 3
+        await offer(signed(3, decision=_decision("promote", 3, 1)))
+        assert registry.live_version(M) == 3 and registry.canary(M) is None
+        assert ("unload", f"{M}@v3") not in calls  # promoted: the loaded canary is the live one now
+        await watcher.stop()
+
+    asyncio.run(scenario())
