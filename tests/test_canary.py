@@ -404,3 +404,26 @@ def test_the_watcher_routes_ends_and_promotes_canaries_in_topic_order() -> None:
         await watcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_mc_adapters_status_prints_the_canary_and_the_last_decision(monkeypatch, capsys) -> None:
+    import gate.admin
+    from mc_cli.main import main
+
+    report = {
+        "model_id": M,
+        "live": {"version": 1, "rollback": True},
+        "canary": {"version": 3, "created_at": "2026-12-06T01:00:00+00:00", "candidate_rewards": 12,
+                   "candidate_mean": 0.5, "live_rewards": 40, "live_mean": 0.55, "diff_low": -0.3, "diff_high": 0.2,
+                   "reason": "[-0.3, +0.2] contains -0.1"},
+        "proposal": {"version": 4, "created_at": "2026-12-06T01:01:00+00:00"},
+        "ended": [2],
+        "last_decision": _decision("refuse", 2, 1).model_dump(mode="json"),
+    }  # fmt: skip
+    monkeypatch.setattr(gate.admin, "status", lambda settings, model_id: report)
+    assert main(["adapters", "status", M]) == 0
+    out = capsys.readouterr().out
+    assert "live v1 (rollback)" in out and "canary: v3" in out and "waiting: v4" in out
+    assert "last decision: refuse v2 against live v1 by gate" in out and "never served again: v2" in out
+    assert main(["adapters", "status", M, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == report
