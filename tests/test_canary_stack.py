@@ -101,8 +101,8 @@ def _phase(pub: EventPublisher, nodes: list[NodeClient], model: str, rewards: di
         assert i < 200, "the gate did not decide"
         prompt = f"{tag} {i}: say a number"
         versions = [_ask(node, model, prompt) for node in nodes]
-        for node, version in zip(nodes[1:], versions[1:], strict=True):
-            assert version == versions[0] or _canary(node, model) is None, (prompt, versions)  # or it just ended
+        if len(set(versions)) > 1:  # only while a node has read the verdict and another not yet
+            assert any(_canary(node, model) is None for node in nodes), (prompt, versions)
         answers.append((prompt, versions[0]))
         _reward(pub, model, versions[0], rewards[versions[0]])
         i += 1
@@ -163,6 +163,7 @@ def test_the_gate_refuses_a_bad_canary_and_promotes_a_good_one_on_two_nodes(vllm
 
             # -- a node started after the decision agrees ---------------------------------------
             with _node(settings.topic_prefix, tmp_path, f"{mid}-b") as node_b:
+                _wait("v1 live on b", partial(_is, _live, node_b, mid, 1))  # caught up; v1 loads just after
                 status_b = node_b.status().models[mid]
                 assert status_b.version == 1 and status_b.canary is None and status_b.refused == [2]
                 assert _ask(node_b, mid, bad[0][0]) == 1
