@@ -48,8 +48,8 @@ class GateCore:
         self.params = params
         self.views: dict[str, ModelView] = {}
         self.arms: dict[str, Arms] = {}
-        #: model -> (what we announced, the canary version it was about), until we read it back
-        self._awaiting: dict[str, tuple[str, int]] = {}
+        #: model -> the update_id we announced and have not read back yet (one partition: it comes back)
+        self._awaiting: dict[str, str] = {}
 
     def view(self, model_id: str) -> ModelView:
         return self.views.setdefault(model_id, ModelView(model_id))
@@ -59,12 +59,8 @@ class GateCore:
         view = self.view(update.model_id)
         view.apply(update)
         canary = view.canary
-        waiting = self._awaiting.get(update.model_id)
-        if waiting is not None:
-            kind, version = waiting
-            started = kind == "canary" and canary is not None
-            if started or (kind != "canary" and (canary is None or canary.version != version)):
-                del self._awaiting[update.model_id]
+        if self._awaiting.get(update.model_id) == update.update_id:
+            del self._awaiting[update.model_id]
         arms = self.arms.get(update.model_id)
         if canary is None:
             self.arms.pop(update.model_id, None)
@@ -93,7 +89,7 @@ class GateCore:
                 continue
             if view.canary is None and view.proposal is not None:
                 out.append(self._start(view.proposal))
-                self._awaiting[model_id] = ("canary", view.proposal.version)
+                self._awaiting[model_id] = out[-1].update_id
                 continue
             arms = self.arms.get(model_id)
             if arms is None:
@@ -106,7 +102,7 @@ class GateCore:
             arms.verdict = verdict
             if verdict.outcome is not None:
                 out.append(self.verdict_update(view, arms, verdict))
-                self._awaiting[model_id] = (verdict.outcome, arms.canary.version)
+                self._awaiting[model_id] = out[-1].update_id
         return out
 
     @staticmethod

@@ -204,6 +204,19 @@ def _gate_with_canary() -> tuple[GateCore, AdapterUpdate]:
     return core, start
 
 
+def test_the_gate_waits_for_its_own_record_even_when_the_topic_ignores_it() -> None:
+    core = GateCore(GateParams(min_rewards=10, check_every=5, max_rewards=100))
+    core.on_update(_v(1))
+    core.on_update(_v(2, stage="candidate"))
+    (start,) = core.due()
+    core.on_update(_v(3, stage="candidate"))  # a newer proposal comes before our record: still waiting
+    assert core.due() == []
+    core.on_update(_v(2, decision=_decision("promote", 2, 1)))  # a person promotes v2 first
+    core.on_update(start)  # our start of v2 comes back, stale: the view ignores it, the gate goes on
+    (again,) = core.due()
+    assert again.stage == "canary" and again.version == 3
+
+
 def test_the_gate_refuses_a_candidate_whose_answers_are_rewarded_low() -> None:
     core, start = _gate_with_canary()
     old = start.created_at - timedelta(minutes=5)
