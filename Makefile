@@ -24,7 +24,7 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy schemas producers devstack mc_cli stream_processors trainer inference maximum_continual dashboard demo tests
+	$(VENV)/bin/mypy schemas producers devstack mc_cli stream_processors trainer inference gate maximum_continual dashboard demo tests
 
 stack-up: install
 	$(MC) stack up

@@ -66,6 +66,15 @@ def _status(args: argparse.Namespace) -> int:
         print(f"reward {r['model_id']} v{r['adapter_version']}: mean {r['mean']} over {r['count']}")
     for n in snap["inference_nodes"]:
         print(f"node {n['node_id']}: {n['live']}")
+    for c in snap.get("canaries", []):
+        d = c.get("decision") or {}
+        last = f"{d['outcome']} v{d['candidate_version']} by {d['decided_by']}" if d else "-"
+        print(
+            f"canary {c['model_id']}: live v{c['live_version']} ({c['live_mean']} over {c['live_rewards']}), "
+            f"canary {c['canary_version'] if c['canary_version'] is not None else '-'} "
+            f"(candidate v{c['candidate_version']}: {c['candidate_mean']} over {c['candidate_rewards']}), "
+            f"last decision {last}{'' if c['nodes_agree'] else ', nodes disagree'}"
+        )
     print(f"joined examples: {snap['joined_total']}")
     print(f"dead letters: {snap['dead_letters_total']} {snap['dead_letters_by_reason']}")
     for k, v in snap["errors"].items():

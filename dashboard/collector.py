@@ -5,6 +5,10 @@ processors' ``/rewards/`` and ``/processor/`` (through :class:`~stream_processor
 and the inference nodes' ``/status``. A source that does not answer shows as an error in the
 snapshot; it never stops the others.
 
+The canary (issue #14): per model, what the nodes say is live and under canary, the last verdict
+they read (the gate's figures as announced), and both versions' reward count and mean from the
+processors' ``/rewards/`` (all the version's rewards, not only the gate's comparison window).
+
 Totals that must not fall when a worker restarts come from the topics, not from the workers' counters
 (in memory, zero after a restart): dead letters by reason are counted from the ``dead-letters`` topic
 (:mod:`dashboard.dead_letters`), joined examples are the ``training-examples`` topic's end offsets
@@ -99,6 +103,10 @@ class Collector:
                         "last_update": status.get("last_update"),
                         "load_ms": status.get("load_ms"),
                         "refused": _refusals(status.get("counters", {})),
+                        "canary": {m: v["canary"] for m, v in status.get("models", {}).items() if v.get("canary")},
+                        "decisions": {
+                            m: v["decision"] for m, v in status.get("models", {}).items() if v.get("decision")
+                        },
                     }
                 )
             except Exception as exc:
@@ -118,6 +126,7 @@ class Collector:
             "rewards": rewards,
             "reward_history": list(self._rewards),
             "inference_nodes": nodes,
+            "canaries": _canaries(nodes, rewards),
             "errors": errors,
         }
         with self._lock:
@@ -171,6 +180,44 @@ def _merge_rewards(processors: list[list[RewardRow]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _canaries(nodes: list[dict[str, Any]], rewards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model with a canary or a verdict: candidate against live, as the nodes and processors see them."""
+    by_version = {(r["model_id"], r["adapter_version"]): r for r in rewards}
+    out: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        for model in {*node.get("canary", {}), *node.get("decisions", {})}:
+            row = out.setdefault(model, {"model_id": model, "nodes": [], "live": set(), "canary": set()})
+            row["nodes"].append(node["node_id"])
+            row["live"].add(node["live"].get(model, 0))
+            canary = node.get("canary", {}).get(model)
+            row["canary"].add(canary["version"] if canary else None)
+            if canary:
+                row["fraction"] = canary["fraction"]
+            row["decision"] = node.get("decisions", {}).get(model) or row.get("decision")
+    rows = []
+    for model, row in sorted(out.items()):
+        live = sorted(row.pop("live"))
+        canary = sorted(row.pop("canary"), key=lambda v: -1 if v is None else v)
+        decision = row.get("decision") or {}
+        candidate = canary[-1] if canary[-1] is not None else decision.get("candidate_version")
+        live_rw = by_version.get((model, live[-1]), {})
+        cand_rw = by_version.get((model, candidate), {}) if candidate is not None else {}
+        rows.append(
+            {
+                **row,
+                "live_version": live[-1],
+                "canary_version": canary[-1],
+                "nodes_agree": len(live) == 1 and len(canary) == 1,
+                "candidate_version": candidate,
+                "candidate_rewards": cand_rw.get("count"),
+                "candidate_mean": cand_rw.get("mean"),
+                "live_rewards": live_rw.get("count"),
+                "live_mean": live_rw.get("mean"),
+            }
+        )
+    return rows
 
 
 def _live(url: str, stats: ProcessorStats) -> dict[str, Any]:

@@ -81,6 +81,16 @@ def render(snap: dict[str, Any]) -> str:
         ],
     )
     metric(
+        "mc_inference_canary_version",
+        "gauge",
+        "adapter version under canary on each inference node (absent: none)",
+        [
+            (_labels(node=n["node_id"], model_id=m), c["version"])
+            for n in snap.get("inference_nodes", [])
+            for m, c in n.get("canary", {}).items()
+        ],
+    )
+    metric(
         "mc_inference_refused_total",
         "counter",
         "adapter updates and requests an inference node refused, by reason",

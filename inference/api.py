@@ -13,10 +13,13 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from schemas.events import GateDecision
+
 __all__ = [
     "ADAPTER_FIELD",
     "VERSION_FIELD",
     "VERSION_HEADER",
+    "CanaryAdapter",
     "LiveAdapter",
     "NodeClient",
     "NodeStatus",
@@ -47,6 +50,16 @@ class SwitchRecord(BaseModel):
     live_until: float | None = None
 
 
+class CanaryAdapter(BaseModel):
+    """The version the gate is trying on a share of the model's requests (issue #14)."""
+
+    version: int
+    adapter: str
+    since: float
+    fraction: float = Field(description="share of the model's requests it answers")
+    requests: int = 0
+
+
 class LiveAdapter(BaseModel):
     model_id: str
     version: int = Field(description="0 = the base model")
@@ -55,6 +68,11 @@ class LiveAdapter(BaseModel):
     in_flight: int = 0
     load_ms: float | None = None
     history: list[SwitchRecord] = Field(default_factory=list)
+    canary: CanaryAdapter | None = None
+    #: the last verdict about a canary of this model (the gate's, or a person's), as announced
+    decision: GateDecision | None = None
+    #: versions whose canary ended without promotion: this node never serves them again
+    refused: list[int] = Field(default_factory=list)
 
 
 class UpdateSeen(BaseModel):
@@ -63,7 +81,8 @@ class UpdateSeen(BaseModel):
     rollback: bool
     offset: int
     seen_at: float
-    outcome: str = Field(description="pending, live, skipped, or failed: <reason>")
+    outcome: str = Field(description="pending, live, skipped, canary, proposal, or failed: <reason>")
+    stage: str = "live"
 
 
 class NodeStatus(BaseModel):

@@ -40,7 +40,7 @@ from inference.vllm_client import VllmClient
 from inference.watcher import AdapterWatcher
 from schemas.errors import AdapterError
 
-__all__ = ["Node", "create_app"]
+__all__ = ["Node", "create_app", "route_key"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ class Node:
     def __init__(self, settings: InferenceSettings) -> None:
         self.s = settings
         self.metrics = NodeMetrics()
-        self.registry = AdapterRegistry(settings.base_model_name, history_size=settings.history_size)
+        self.registry = AdapterRegistry(
+            settings.base_model_name, history_size=settings.history_size, canary_fraction=settings.canary_fraction
+        )
         self.vllm = VllmClient(
             settings.vllm_url,
             request_timeout_s=settings.request_timeout_s,
@@ -76,7 +78,10 @@ class Node:
     async def chat(self, body: dict[str, Any]) -> Response:
         model = str(body.get("model") or self.s.base_model_name)
         self.metrics.inc("requests")
-        with self.registry.hold(model) as serving:
+        key = route_key(body) if self.registry.canary(model) is not None else None  # no canary: as before
+        with self.registry.hold(model, key) as serving:
+            if serving.version != self.registry.live_version(model):
+                self.metrics.inc("requests_canary")
             resp = await self._send(body, serving)
             if resp.status_code == 404 and serving.version > 0:
                 # vLLM lost the adapter (another node sharing it unloaded it): load it again, once.
@@ -101,6 +106,17 @@ class Node:
         upstream.setdefault("logprobs", True)
         upstream.setdefault("return_tokens_as_token_ids", True)
         return await self.vllm.chat(upstream)
+
+
+def route_key(body: dict[str, Any]) -> bytes:
+    """What picks live or canary for a request: its conversation up to the first user message, which
+    every turn of one agent run repeats (so a whole trajectory is answered by one version)."""
+    head: list[Any] = []
+    for message in body.get("messages") or []:
+        head.append(message)
+        if isinstance(message, dict) and message.get("role") == "user":
+            break
+    return json.dumps(head, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,12 @@ class InferenceSettings(ContractSettings):
     unload_on_shutdown: bool = Field(True, description="unload this node's adapters from vLLM when it stops")
     load_retries: int = Field(3, ge=1, description="attempts to download+load one version before giving up")
     history_size: int = Field(50, ge=1, description="switches per model kept for /status")
+    canary_fraction: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="share of a model's requests the gate's canary version answers while one runs (issue #14)",
+    )
 
     # The HTTP edge: who may call /v1/... and how much one request may ask for.
     node_api_keys: SecretStr | None = Field(

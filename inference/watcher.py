@@ -12,6 +12,12 @@ Only trainers decide what is served: an update that is not signed with ``MC_ADAP
 or whose files are not under ``s3://{bucket}/adapters/{model_id}/v{N}/``, is refused before it is
 considered at all (:mod:`schemas.signing`), counted as ``updates_refused_{reason}``, and the live
 version keeps serving.
+
+The canary (issue #14) follows :class:`schemas.canary.ModelView`, the rules the gate applies too: a
+``candidate`` is only a proposal (not loaded); a ``canary`` is loaded and then answers
+``MC_CANARY_FRACTION`` of the model's requests; a live update that ends it (a promotion, a refusal,
+any rollback) stops routing to it the moment it is read, before anything is loaded or unloaded, and a
+version whose canary ended without promotion is never served as a canary again.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from inference.metrics import NodeMetrics
 from inference.registry import AdapterRegistry, Serving, adapter_name
 from inference.settings import InferenceSettings
 from inference.vllm_client import VllmClient
+from schemas.canary import ModelView
 from schemas.errors import AdapterError, SchemaError, StorageError, UntrustedAdapterError
 from schemas.events import AdapterUpdate
 from schemas.serde import decode
@@ -55,6 +62,8 @@ class AdapterWatcher:
         self.caught_up = asyncio.Event()
         self._s3: Any = None
         self._pending: dict[str, tuple[AdapterUpdate, int]] = {}
+        self._views: dict[str, ModelView] = {}
+        self._pending_canary: dict[str, AdapterUpdate] = {}
         self._target: dict[str, int] = {}  # newest version accepted per model (pending or live)
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -156,6 +165,7 @@ class AdapterWatcher:
             offset=offset,
             seen_at=time.time(),
             outcome="pending",
+            stage=update.stage,
         )
         self.last_update = seen
         try:
@@ -166,6 +176,8 @@ class AdapterWatcher:
             seen.outcome = f"refused: {exc}"
             _log.error("refusing an update at %s@%d: %s", self.topic, offset, exc)
             return
+        if not self._offer_canary(update, seen):
+            return
         target = self._target.get(update.model_id, self.registry.live_version(update.model_id))
         # A re-delivered or older announcement is stale unless it says it is a rollback.
         if update.version == target or (update.version < target and not update.rollback):
@@ -174,13 +186,72 @@ class AdapterWatcher:
             return
         self._target[update.model_id] = update.version
         self._pending[update.model_id] = (update, offset)
-        if update.model_id not in self._workers:
-            self._workers[update.model_id] = asyncio.create_task(self._work(update.model_id))
+        self._ensure_worker(update.model_id)
+
+    def _ensure_worker(self, model_id: str) -> None:
+        if model_id not in self._workers:
+            self._workers[model_id] = asyncio.create_task(self._work(model_id))
+
+    # -- the canary ------------------------------------------------------------------------------
+
+    def _offer_canary(self, update: AdapterUpdate, seen: UpdateSeen) -> bool:
+        """Apply ``update`` to the model's canary state; True when the live path must consider it too."""
+        model_id = update.model_id
+        view = self._views.setdefault(model_id, ModelView(model_id))
+        before = view.canary
+        view.apply(update)
+        if update.decision is not None:
+            self.registry.record_decision(model_id, update.decision)
+            self.metrics.inc(f"canary_{update.decision.outcome}")
+        if view.canary is not before:
+            self._pending_canary.pop(model_id, None)
+            old = self.registry.end_canary(model_id)  # no new request gets it from here on
+            promoted = update.stage == "live" and not update.rollback and old is not None
+            if old is not None and not (promoted and old.version == update.version):
+                self._retire_soon(old)
+            if view.canary is not None:
+                self._pending_canary[model_id] = view.canary
+                self._ensure_worker(model_id)
+        if update.stage == "live":
+            return True
+        seen.outcome = "canary" if view.canary is update else ("proposal" if update.stage == "candidate" else "skipped")
+        return False
+
+    async def _apply_canary(self, update: AdapterUpdate) -> None:
+        model_id, version = update.model_id, update.version
+        path = await self._fetch(update)
+        name = adapter_name(model_id, version)
+        await self.vllm.load(name, str(path))
+        self.metrics.inc("loads")
+        self._retiring.discard(name)
+        serving = Serving(model_id, version, name, str(path))
+        if self._views[model_id].canary is not update:  # ended while it loaded
+            if self._target.get(model_id) != version:  # (unless it was promoted: the live path takes it)
+                self._retire_soon(serving)
+            return
+        self.registry.start_canary(serving)
+        self.metrics.inc("canaries")
+        _log.info("%s: v%d is the canary (%.0f%% of requests)", model_id, version, 100 * self.registry.canary_fraction)
+
+    def _retire_soon(self, old: Serving) -> None:
+        if old.version > 0 and not self.registry.is_referenced(old.served_name):
+            self._retiring.add(old.served_name)
+            task = asyncio.create_task(self._retire(old.served_name))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _work(self, model_id: str) -> None:
         try:
             await self.caught_up.wait()
-            while model_id in self._pending:
+            while model_id in self._pending or model_id in self._pending_canary:
+                if model_id not in self._pending:
+                    canary = self._pending_canary.pop(model_id)
+                    try:
+                        await self._apply_canary(canary)
+                    except Exception as exc:
+                        self.metrics.inc("canary_failures")
+                        _log.error("%s v%d: the canary was not loaded: %s", model_id, canary.version, exc)
+                    continue
                 update, _ = self._pending.pop(model_id)
                 outcome = "live"
                 try:
@@ -242,11 +313,8 @@ class AdapterWatcher:
 
     def _after_switch(self, old: Serving | None, version: int) -> None:
         self.metrics.inc("swaps")
-        if old is not None and old.version > 0 and not self.registry.is_referenced(old.served_name):
-            self._retiring.add(old.served_name)
-            task = asyncio.create_task(self._retire(old.served_name))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if old is not None:
+            self._retire_soon(old)
 
     async def _retire(self, name: str) -> None:
         """Unload ``name`` once no request holds it (plus a grace for other nodes sharing vLLM)."""

@@ -23,6 +23,7 @@ PART_CLIS = (
     "devstack.cli",
     "stream_processors.cli",
     "trainer.cli",
+    "gate.cli",  # after trainer.cli: adds status|promote to its `mc adapters`
     "inference.cli",
     "maximum_continual.cli",
     "dashboard.cli",

@@ -19,12 +19,14 @@ __all__ = [
     "AdapterUpdate",
     "AssistantTurn",
     "Event",
+    "GateDecision",
     "Id",
     "Message",
     "ModelId",
     "OffsetRange",
     "PredictionEvent",
     "RewardEvent",
+    "Stage",
     "ToolCall",
     "TrainingExample",
     "TrainingWindow",
@@ -200,8 +202,45 @@ class TrainingWindow(_Model):
     example_count: int = Field(0, ge=0)
 
 
+#: What an AdapterUpdate asks of nodes (issue #14, :mod:`schemas.canary`): ``live`` serve it to every
+#: request (today's meaning; an update without the field is live); ``candidate`` a trainer's new version
+#: waiting for the gate (nodes do not serve it); ``canary`` the gate's choice of a candidate to try on a
+#: share of the model's traffic.
+Stage = Literal["live", "candidate", "canary"]
+
+
+class GateDecision(_Model):
+    """Why a live-stage update was announced by the gate (or a person through ``mc adapters``).
+
+    ``promote``: the candidate goes live (the update announces ``candidate_version``). ``refuse`` (worse
+    than live by more than the margin) and ``inconclusive`` (no decision within the gate's maximum number
+    of rewards): the live version stays (the update re-announces it with ``rollback=True``) and the
+    candidate is never served again.
+    """
+
+    outcome: Literal["promote", "refuse", "inconclusive"]
+    candidate_version: int = Field(ge=1)
+    live_version: int = Field(ge=0)
+    decided_by: Literal["gate", "person"] = "gate"
+    candidate_rewards: int = Field(0, ge=0)
+    candidate_mean: FiniteFloat | None = None
+    live_rewards: int = Field(0, ge=0)
+    live_mean: FiniteFloat | None = None
+    #: bounds of (candidate mean - live mean) at the gate's confidence when it decided
+    diff_low: FiniteFloat | None = None
+    diff_high: FiniteFloat | None = None
+    margin: FiniteFloat | None = None
+    confidence: FiniteFloat | None = None
+    reason: str = Field("", max_length=1024)
+
+
 class AdapterUpdate(Event):
-    """Announces the adapter version that should serve ``model_id``. Version 0 is the base model."""
+    """Announces the adapter version that should serve ``model_id``. Version 0 is the base model.
+
+    ``stage`` and ``decision`` came with the canary (issue #14). At their defaults (``live``, ``None``)
+    they are left out of the JSON and of the signed canonical form, so an update written before them
+    reads, verifies and encodes exactly as it did.
+    """
 
     update_id: Id = Field(default_factory=new_id)
     version: int = Field(ge=0)
@@ -213,6 +252,9 @@ class AdapterUpdate(Event):
     metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     #: set when this announcement re-announces an older version (a rollback)
     rollback: bool = False
+    stage: Stage = Field("live", exclude_if=lambda v: v == "live")
+    #: set on the gate's (or a person's) verdict about a canary
+    decision: GateDecision | None = Field(None, exclude_if=lambda v: v is None)
     #: HMAC-SHA256 of everything else, with the key trainers and nodes share (schemas.signing):
     #: nodes serve only what a trainer announced
     signature: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
@@ -221,10 +263,25 @@ class AdapterUpdate(Event):
     def event_id(self) -> str:
         return self.update_id
 
+    @property
+    def record_key(self) -> str:
+        """Its key on the compacted topic: live updates keep ``model_id`` (one live record per model
+        survives compaction); candidate and canary updates get their own keys beside it, so neither
+        ever compacts away the live record a late node needs."""
+        return self.model_id if self.stage == "live" else f"{self.model_id}/{self.stage}"
+
     @model_validator(mode="after")
     def _base_has_no_files(self) -> AdapterUpdate:
         if self.version == 0 and (self.uri is not None or self.files):
             raise ValueError("version 0 is the base model: it has no uri and no files")
         if self.version > 0 and (self.uri is None or not self.files):
             raise ValueError("an adapter version needs a uri and the sha256 of its files")
+        if self.stage != "live" and (self.version == 0 or self.rollback or self.decision is not None):
+            raise ValueError(f"a {self.stage} update names a new adapter version: no rollback, no decision")
+        d = self.decision
+        if d is not None:
+            if d.outcome == "promote" and (self.rollback or self.version != d.candidate_version):
+                raise ValueError("a promotion announces the candidate's version, not as a rollback")
+            if d.outcome != "promote" and (not self.rollback or self.version != d.live_version):
+                raise ValueError("a refusal re-announces the live version as a rollback")
         return self

@@ -70,7 +70,8 @@ KEY_FIELDS: dict[TopicKey, str] = {
     TopicKey.PREDICTIONS: "prediction_id",
     TopicKey.REWARDS: "prediction_id",
     TopicKey.TRAINING_EXAMPLES: "model_id",
-    TopicKey.ADAPTER_UPDATES: "model_id",
+    # model_id for live updates, "{model_id}/{stage}" for candidates and canaries (AdapterUpdate.record_key)
+    TopicKey.ADAPTER_UPDATES: "record_key",
 }
 
 

@@ -15,7 +15,7 @@ from devstack import StackSettings
 from mc_cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PART_SERVICES = {"init", "processor", "trainer", "inference-node", "dashboard"}
+PART_SERVICES = {"init", "processor", "trainer", "gate", "inference-node", "dashboard"}
 #: settings that are per-install secrets: compose takes them from `mc stack secrets`' file, never literal
 SECRET_VARIABLES = ("MC_S3_ACCESS_KEY", "MC_S3_SECRET_KEY", "MC_VLLM_API_KEY", "MC_ADAPTER_SIGNING_KEY")
 #: the settings class each service's part reads (its MC_ variables must name fields of it)
@@ -23,6 +23,7 @@ SETTINGS_OF = {
     "init": "schemas.settings:ContractSettings",
     "processor": "stream_processors.settings:ProcessorSettings",
     "trainer": "trainer.settings:TrainerSettings",
+    "gate": "gate.settings:GateSettings",
     "inference-node": "inference.settings:InferenceSettings",
     "dashboard": "dashboard.settings:DashboardSettings",
 }
@@ -47,7 +48,7 @@ def _published(service: dict[str, Any]) -> set[int]:
 def test_services_are_the_stack_and_one_per_part(compose: dict[str, Any]) -> None:
     assert {"kafka", "minio", "vllm", "init"} <= set(compose["services"])
     parts = set(compose["services"]) - {"kafka", "minio", "vllm", "init"}
-    assert parts <= {"processor", "trainer", "inference-node", "dashboard"}
+    assert parts <= {"processor", "trainer", "gate", "inference-node", "dashboard"}
 
 
 def test_only_the_node_and_the_dashboard_reach_the_host(compose: dict[str, Any]) -> None:

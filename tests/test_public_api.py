@@ -70,6 +70,7 @@ PUBLIC = {
     },
     "trainer": {"TrainerSettings"},
     "inference": {"InferenceSettings", "NodeClient", "NodeStatus", "Routes", "VERSION_FIELD", "VERSION_HEADER"},
+    "gate": {"GateCore", "GateParams", "GateService", "GateSettings", "RewardStats", "Verdict", "decide"},
     "dashboard": {"Collector", "DashboardServer", "DashboardSettings", "LagReader", "LagRow"},
     "devstack": {"COMPONENTS", "KAFKA_VERSION", "MINIO_MODULE", "ComponentStatus", "Stack", "StackSettings"},
 }
@@ -90,7 +91,9 @@ def test_every_error_has_the_one_root() -> None:
     assert all(issubclass(e, schemas.MaximumContinualError) for e in errors)
 
 
-@pytest.mark.parametrize("package", ["schemas", "producers", "inference", "dashboard", "stream_processors", "trainer"])
+@pytest.mark.parametrize(
+    "package", ["schemas", "producers", "inference", "gate", "dashboard", "stream_processors", "trainer"]
+)
 def test_imports_without_torch_or_vllm(package: str) -> None:
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['vllm'] = None; sys.modules['transformers'] = None\n"

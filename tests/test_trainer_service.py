@@ -271,3 +271,37 @@ def test_the_published_adapter_loads_into_the_running_vllm(run: Run, vllm: Stack
     finally:
         status, text = vllm_post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
         assert status == 200, text
+
+
+def test_with_the_canary_on_versions_are_candidates_that_chain_until_refused(run: Run) -> None:
+    """Issue #14: the trainer proposes, continues on its newest proposal, and after the gate's refusal (a
+    rollback to live with the verdict) trains on top of the live version again."""
+    from schemas.events import GateDecision, new_id
+    from schemas.signing import sign_update
+    from trainer.service import TrainerService
+
+    settings = run.settings.model_copy(update={"canary_models": {run.model_id: True}})
+
+    def train_one_window() -> AdapterUpdate:
+        with EventPublisher(ProducerSettings(topic_prefix=settings.topic_prefix)) as pub:
+            for ex in _window(run.model_id):
+                pub.publish(TopicKey.TRAINING_EXAMPLES, ex)
+        assert TrainerService(settings, slot=run.slot).run(max_windows=1, idle_exit_s=60) == 1
+        return [u for u in _announcements(settings) if u.model_id == run.model_id][-1]
+
+    live = [u for u in _announcements(settings) if u.model_id == run.model_id][-1]
+    assert live.stage == "live"
+    first = train_one_window()
+    assert first.stage == "candidate" and first.record_key == f"{run.model_id}/candidate"
+    assert first.parent_version == live.version and first.version > live.version
+    second = train_one_window()
+    assert second.stage == "candidate" and second.parent_version == first.version  # chained, not waiting
+
+    decision = GateDecision(outcome="refuse", candidate_version=first.version, live_version=live.version)
+    data = {**live.model_dump(), "update_id": new_id(), "rollback": True, "decision": decision, "signature": None}
+    refusal = sign_update(AdapterUpdate.model_validate(data), settings.signing_key())
+    with EventPublisher(ProducerSettings(topic_prefix=settings.topic_prefix)) as pub:
+        pub.publish(TopicKey.ADAPTER_UPDATES, refusal).result(30)
+    third = train_one_window()
+    assert third.stage == "candidate" and third.parent_version == live.version  # back on top of live
+    assert third.version > second.version

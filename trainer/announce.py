@@ -68,8 +68,20 @@ class Announcements:
         return self._latest.get(model_id)
 
     def record(self, update: AdapterUpdate, partition: int, offset: int) -> None:
-        """Take an announcement into account (read back, or just published by us)."""
+        """Take an announcement into account (read back, or just published by us).
+
+        The canary's records (issue #14; none exist while it is off) do not move the parent: the gate's
+        start of a canary is a copy of a candidate we proposed, and its promotion of an older version
+        than we have proposed since leaves us on our newest version. Its refusals are rollbacks, which
+        do move the parent back to the live version. So the trainer continues from the newest version
+        it published unless the gate or a person rolled back.
+        """
         seen = self._latest.get(update.model_id)
+        if update.stage == "canary":
+            return
+        promoted = update.decision is not None and update.decision.outcome == "promote"
+        if promoted and seen is not None and update.version < seen.update.version:
+            return
         if seen is None or (partition, offset) >= (seen.partition, seen.offset):
             self._latest[update.model_id] = Announced(update, partition, offset)
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from producers.publisher import EventPublisher
+from schemas.canary import canary_enabled_for
 from schemas.events import AdapterUpdate, TrainingWindow
 from schemas.signing import sign_update
 from schemas.topics import TopicKey
@@ -39,7 +40,15 @@ class AdapterPublisher:
         self.events = events
 
     def announce(self, update: AdapterUpdate) -> None:
-        """Sign, publish on adapter-updates and wait for the broker's acknowledgement."""
+        """Sign, publish on adapter-updates and wait for the broker's acknowledgement.
+
+        With the canary on for the model (``MC_CANARY_ENABLED``, ``MC_CANARY_MODELS``) a new version is
+        announced as a ``candidate``: the gate, not the trainer, decides when it serves (issue #14).
+        """
+        s = self.settings
+        new = update.stage == "live" and not update.rollback and update.decision is None and update.version > 0
+        if new and canary_enabled_for(update.model_id, s.canary_enabled, s.canary_models):
+            update = update.model_copy(update={"stage": "candidate"})
         update = sign_update(update, self.settings.signing_key())
         delivery = self.events.publish(TopicKey.ADAPTER_UPDATES, update).result(self.settings.publish_timeout_s)
         self.view.record(update, delivery.partition, delivery.offset)

@@ -109,6 +109,14 @@ class TrainerSettings(ContractSettings):
         "versions is trained again (memory and start-up reads stay bounded)",
     )
     publish_timeout_s: float = Field(60.0, gt=0, description="wait this long for the AdapterUpdate's ack")
+    canary_enabled: bool = Field(
+        False,
+        description="announce each new version as a candidate for the canary gate (`mc gate`) instead of live; "
+        "off: every new version goes live at once",
+    )
+    canary_models: dict[str, bool] = Field(
+        default_factory=dict, description='per-model override of MC_CANARY_ENABLED, JSON: {"model-a": true}'
+    )
 
     # -- failures ---------------------------------------------------------------------------------
     window_attempts: int = Field(
