@@ -106,6 +106,8 @@ class BatchSink:
 
     #: largest record batch built (bytes); a record larger than this still goes, alone in its batch
     batch_bytes = 512 * 1024
+    #: most (topic, key) -> partition answers remembered; the cache only saves a hash per record
+    partition_cache_size = 65_536
 
     def __init__(self, app: Any, *, examples: str, dead_letters: str, join_table: Any) -> None:
         self.app, self.examples, self.dead_letters, self.join_table = app, examples, dead_letters, join_table
@@ -128,6 +130,8 @@ class BatchSink:
         await producer.client._wait_on_metadata(topic)
         partition: int = producer._partition(topic, None, key, None, key, None)
         if key is not None:
+            if len(self._partition_of) >= self.partition_cache_size:  # keys are prediction ids: never-ending
+                self._partition_of.clear()
             self._partition_of[(topic, key)] = partition
         return partition
 
