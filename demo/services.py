@@ -97,7 +97,7 @@ class Parts:
         )
         # ... and everything else moves onto the worker's cores: on 2 cores the app's agent runs (a
         # sandbox process each), the node and the processor would otherwise take a third to half of
-        # the trainer's one core (a window trained in ~40 s instead of ~23 s beside them)
+        # the trainer's one core (float32 windows of 30-44 s beside them, 27-31 s typically without)
         self._serve_on_worker_cores()
         self._start(
             "processor",
