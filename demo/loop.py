@@ -78,7 +78,8 @@ class _Loop(Generic[TaskT]):
         self.inflight: dict[asyncio.Task[None], float] = {}  # task -> start (unix s)
         self.rewarded = 0
         self.consumed = 0  # examples trained into the newest live version and its ancestors
-        self.newest = 0
+        self.newest = 0  # the newest version live
+        self.published = 0  # the newest version the feed reported (live, or with the canary on: published)
         self.error: BaseException | None = None
         self.changed = asyncio.Event()
         self.pending_since: float | None = None
@@ -149,10 +150,13 @@ class _Loop(Generic[TaskT]):
             for live in new:
                 self.res.versions.append(live)
                 self.consumed += live.examples
+                self.published = max(self.published, live.version)
+                self.pending_since = None
                 if live.live_at is not None:
                     self.newest = max(self.newest, live.version)
-                    self.pending_since = None
                     self.log(f"v{live.version} live (trained on {live.examples} examples)")
+                else:
+                    self.log(f"v{live.version} published (trained on {live.examples} examples)")
             if new:
                 self.changed.set()
                 self._emit_rows()
@@ -208,9 +212,10 @@ class _Loop(Generic[TaskT]):
             now = time.monotonic()
             if self._capped():
                 return "max_versions"
-            live_at = [v.live_at for v in self.res.versions if v.live_at is not None]
+            # the trainer's pace: publication times (with the canary on, versions go live far less often)
+            published = [t for v in self.res.versions if (t := v.published_at or v.live_at) is not None]
             if out_of_time(
-                now, self.deadline, cycle_estimate(live_at, self.s.demo_cycle_guess_s), self.s.demo_teardown_s
+                now, self.deadline, cycle_estimate(published, self.s.demo_cycle_guess_s), self.s.demo_teardown_s
             ):
                 return "time"
             if now >= next_health:
@@ -227,16 +232,16 @@ class _Loop(Generic[TaskT]):
 
     async def _await_next_version(self) -> None:
         """After generation stopped: wait for the version in training, within the budget."""
-        target, until = self.newest + 1, self.deadline - self.s.demo_teardown_s
-        self.log(f"generation stopped; waiting for v{target} to go live")
-        while self.newest < target and time.monotonic() < until:
+        target, until = self.published + 1, self.deadline - self.s.demo_teardown_s
+        self.log(f"generation stopped; waiting for v{target}")
+        while self.published < target and time.monotonic() < until:
             if self.error is not None:
                 raise self.error
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), _POLL_S)
-        if self.newest < target:
-            self.log(f"v{target} did not go live within the budget")
+        if self.published < target:
+            self.log(f"v{target} did not come within the budget")
 
     async def run(self) -> LiveResults:
         t0 = time.monotonic()

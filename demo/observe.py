@@ -34,6 +34,8 @@ class LiveVersion:
     examples: int  # the window it was trained on (from its manifest; 0 when unreadable)
     freshness: Freshness | None = None
     note: str | None = None  # why something is missing
+    #: when the trainer published it (its AdapterUpdate's ``created_at``); the loop paces on this
+    published_at: float | None = None
 
 
 class VersionFeed(Protocol):
@@ -79,12 +81,13 @@ class Observer:
         except Exception as exc:  # reported in the row; the run goes on
             return LiveVersion(version, live_at, 0, note=f"manifest unreadable: {exc!r}")
         examples = update.window.example_count
+        published = update.created_at.timestamp()
         if live_at is None:
-            return LiveVersion(version, None, examples, note="superseded before it went live")
+            return LiveVersion(version, None, examples, note="superseded before it went live", published_at=published)
         try:
             example, joined_at = self.closing_example(update)
         except AdapterError as exc:
-            return LiveVersion(version, live_at, examples, note=str(exc))
+            return LiveVersion(version, live_at, examples, note=str(exc), published_at=published)
         times = VersionTimes.from_metrics(
             version,
             update.metrics,
@@ -94,7 +97,7 @@ class Observer:
             live_at=live_at,
             vllm_load_ms=load_ms,
         )
-        return LiveVersion(version, live_at, examples, split(times))
+        return LiveVersion(version, live_at, examples, split(times), published_at=published)
 
     def manifest(self, version: int) -> AdapterUpdate:
         """The version's AdapterUpdate, as the trainer wrote it to S3."""

@@ -27,10 +27,11 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from demo.canary import CanaryFeed, canary_enabled
 from demo.loop import LiveResults, run_live_loop
 from demo.observe import Observer
 from demo.plot import write_plot
-from demo.report import Summary, format_header, format_row, summarize, write_results
+from demo.report import Summary, VersionRow, format_header, format_row, make_row, summarize, write_results
 from demo.services import Parts, RunIds
 from demo.settings import DemoSettings
 from demo.spec import TaskSpec, TaskT
@@ -104,7 +105,9 @@ def run_live(
     contract = _contract(s, ids)
     window = trainer_window()
     ensure_topics(contract)
-    parts = Parts(s, ids, run_dir)
+    canary = canary_enabled(ids.model_id)
+    canary_feed: CanaryFeed | None = None
+    parts = Parts(s, ids, run_dir, canary=canary)
     log(f"{label} run {ids.run_id}: model_id {ids.model_id}, topics {ids.topic_prefix}*, logs in {run_dir}/logs")
     client = MaximumContinual(auto_deploy=False, inference_url=parts.node_url, **contract.model_dump())
     try:
@@ -113,6 +116,7 @@ def run_live(
         log(f"processor, trainer and node up ({time.monotonic() - started:.0f} s); trainer window {window} examples")
         model = client.init_model(ids.model_id)
         with NodeClient(parts.node_url) as node, tqdm(unit="pred", desc="answered") as bar:
+            feed = CanaryFeed(contract, ids.model_id, node) if canary else Observer(contract, ids.model_id, node)
 
             def on_sample(sample: Sample) -> None:
                 bar.update(1)
@@ -124,7 +128,7 @@ def run_live(
                     spec,
                     s,
                     model=model,
-                    feed=Observer(contract, ids.model_id, node),
+                    feed=feed,
                     window=window,
                     deadline=deadline,
                     check_alive=parts.check_alive,
@@ -134,6 +138,14 @@ def run_live(
                     sent_reward=sent_reward,
                 )
             )
+            if isinstance(feed, CanaryFeed):  # rows and freshness to when each version first answered
+                canary_feed = feed
+                results.versions = feed.resolved()
+                results.rows = _canary_rows(results)
+                tqdm.write("with the canary: freshness to the first answer (canary or live); how it ended")
+                tqdm.write(format_header())
+                for row in results.rows:
+                    tqdm.write(format_row(row))
     finally:
         t_stop = time.monotonic()
         client.close()
@@ -146,6 +158,9 @@ def run_live(
     summary = summarize(
         results.rewards(), results.versions, after_min_samples=s.demo_after_min_samples, minutes=minutes
     )
+    if canary_feed is not None:
+        # versions: those that answered (as canary or live); the rest is how the gate decided
+        summary.line.update({"canary": True, **canary_feed.counts()})
     served = [r for r in results.rows if r.reward is not None]
     plot = write_plot(
         run_dir / "reward.png",
@@ -181,6 +196,12 @@ def run_live(
     log(f"freshness p50 split (s): {summary.freshness_p50}")
     log(f"plot: {plot}; results: {run_dir / 'results.json'}")
     return LiveRun(ids.run_id, run_dir, results, summary)
+
+
+def _canary_rows(results: LiveResults) -> list[VersionRow]:
+    rewards = results.rewards()
+    known = {v.version: v for v in results.versions}
+    return [make_row(v, rewards.get(v, []), known.get(v)) for v in sorted({0, *known, *rewards})]
 
 
 def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> dict[str, Any]:

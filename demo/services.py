@@ -1,4 +1,5 @@
-"""The parts the demo runs, as background processes of this run: processor, trainer, inference node.
+"""The parts the demo runs, as background processes of this run: processor, trainer, inference node,
+and the canary gate when the trainer announces candidates (``MC_CANARY_ENABLED``).
 
 Each gets the run's topic prefix and its own consumer group, ports and scratch folders (so a rerun,
 or another demo beside it, shares nothing with this one) and writes its log to the run's folder.
@@ -53,6 +54,8 @@ class Parts:
     node_port: int = field(default_factory=free_port)
     processor_port: int = field(default_factory=free_port)
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
+    #: the canary is on for the run's model (:func:`demo.canary.canary_enabled`): the gate runs too
+    canary: bool = False
     #: this process's cores before :meth:`start` moved it onto the serving cores (restored by :meth:`stop`)
     own_cpus: set[int] | None = None
 
@@ -119,6 +122,8 @@ class Parts:
             "--log-level",
             "info",
         )
+        if self.canary:  # the trainer announces candidates: without the gate nothing new would serve
+            self._start("gate", "gate", {})
 
     def _serve_on_worker_cores(self) -> None:
         """Bind this process (and so the children it starts from now on) to vLLM's worker cores,

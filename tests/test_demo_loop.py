@@ -59,9 +59,18 @@ class FakeStack:
     """The SDK model (apredict/aupdate) and the version feed (trainer + node) in one."""
 
     def __init__(
-        self, train_s: float = 0.6, answer_s: float = 0.02, hang_after: int | None = None, reward_s: float = 0.0
+        self,
+        train_s: float = 0.6,
+        answer_s: float = 0.02,
+        hang_after: int | None = None,
+        reward_s: float = 0.0,
+        canary: bool = False,
     ) -> None:
         self.train_s, self.answer_s, self.hang_after, self.reward_s = train_s, answer_s, hang_after, reward_s
+        #: the trainer publishes candidates and none goes live (a gate that never promotes): the feed
+        #: reports each version published, with no live_at, and version 0 keeps answering
+        self.canary = canary
+        self.candidates = 0
         self.lock = threading.Lock()
         self.live = 0
         self.rewards: list[tuple[float, int]] = []  # (time, version that answered)
@@ -118,10 +127,14 @@ class FakeStack:
             now = time.time()
             if self.training_until is not None and now >= self.training_until:
                 self.training_until = None
-                self.live += 1
                 self.trained_windows.append([v for _, v in self.rewards[self.consumed : self.consumed + W]])
                 self.consumed += W
-                out.append(LiveVersion(self.live, now, W))
+                if self.canary:
+                    self.candidates += 1
+                    out.append(LiveVersion(self.candidates, None, W, published_at=now))
+                else:
+                    self.live += 1
+                    out.append(LiveVersion(self.live, now, W, published_at=now))
             if self.training_until is None and len(self.rewards) - self.consumed >= W:
                 self.training_until = now + self.train_s
         self.published += out
@@ -273,3 +286,15 @@ def test_without_sent_reward_the_true_reward_is_sent():
     stack = FakeStack()
     results, _, _ = _run(stack, 2.0)
     assert sorted(stack.sent) == sorted(s.reward for s in results.samples)
+
+
+def test_with_the_canary_generation_paces_on_published_versions_not_live_ones():
+    """With the gate on, versions are candidates: none may go live for minutes. Generation must keep
+    going as the trainer publishes (it consumes the windows), never stall on the live version."""
+    stack = FakeStack(train_s=0.3, canary=True)
+    results, rows, _ = _run(stack, 3.0, demo_version_timeout_s=1.0)
+    assert stack.candidates >= 3  # windows kept coming although nothing new went live
+    assert results.stop_reason == "time"
+    assert {s.version for s in results.samples} == {0}
+    assert [r.version for r in rows] == [0]
+    assert stack.max_generated_ahead <= 2 * W  # the max_ahead bound holds on publications
