@@ -8,7 +8,6 @@ the broker on another topic; the figures are taken independently of the dashboar
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import threading
@@ -18,9 +17,11 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard import Collector, DashboardServer, DashboardSettings
-from dashboard.prometheus import render
+from dashboard.prometheus import dashboard_registry
 from producers import EventPublisher
 from schemas import Message, PredictionEvent, RewardEvent, TopicKey, TrainingExample, topic_name
 
@@ -144,7 +145,7 @@ def test_page_shows_the_lag_kafka_reports(topics) -> None:
     try:
         time.sleep(2.0)  # a few samples: events/s needs two
         dom = _render(server.url + "/")
-        metrics = render(server.collector.snapshot())
+        metrics = _samples(_http_get(server.url + "/metrics"))
     finally:
         stop.set()
         loader.join(30)
@@ -163,26 +164,48 @@ def test_page_shows_the_lag_kafka_reports(topics) -> None:
     assert float(rates[topic_name(TopicKey.PREDICTIONS, settings)]) > 0
     # /metrics carries the same lag
     for (topic, partition), lag in expected.items():
-        line = f'mc_consumer_lag_messages{{group="{group}",topic="{topic}",partition="{partition}"}} {lag}'
-        assert line in metrics
+        labels = {"group": group, "topic": topic, "partition": str(partition)}
+        assert metrics[("mc_consumer_lag_messages", _key(labels))] == lag
 
 
 def test_prometheus_text_is_well_formed() -> None:
+    """Labels with quotes, backslashes and newlines survive the exposition (prometheus_client's parser)."""
+    odd = 'g"1\\x\nnext'
     snap = {
-        "lag": [{"group": 'g"1', "topic": "t", "partition": 0, "lag_messages": 5, "lag_seconds": 1.5}],
+        "lag": [{"group": odd, "topic": "t", "partition": 0, "lag_messages": 5, "lag_seconds": 1.5}],
         "events_total": {"t": 10},
         "events_per_s": {"t": 2.0},
         "dead_letters_by_reason": {"invalid": 3},
         "rewards": [{"model_id": "m", "adapter_version": 2, "count": 4, "mean": 0.5}],
         "inference_nodes": [{"node_id": "n1", "live": {"m": 2}, "refused": {"updates_refused_unsigned": 1}}],
     }
-    text = render(snap)
-    assert 'mc_inference_refused_total{node="n1",reason="updates_refused_unsigned"} 1' in text
-    assert 'mc_consumer_lag_messages{group="g\\"1",topic="t",partition="0"} 5' in text
-    assert 'mc_reward_mean{model_id="m",adapter_version="2"} 0.5' in text
-    assert 'mc_inference_live_version{node="n1",model_id="m"} 2' in text
-    for line in text.splitlines():
-        assert line.startswith("#") or re.match(r"^[a-z_]+\{.*\} [0-9.eE+-]+$", line), line
+    samples = _samples(generate_latest(dashboard_registry(lambda: snap)).decode())
+    assert samples[("mc_inference_refused_total", _key({"node": "n1", "reason": "updates_refused_unsigned"}))] == 1
+    assert samples[("mc_consumer_lag_messages", _key({"group": odd, "topic": "t", "partition": "0"}))] == 5
+    assert samples[("mc_reward_mean", _key({"model_id": "m", "adapter_version": "2"}))] == 0.5
+    assert samples[("mc_reward_count", _key({"model_id": "m", "adapter_version": "2"}))] == 4
+    assert samples[("mc_inference_live_version", _key({"node": "n1", "model_id": "m"}))] == 2
+    assert samples[("mc_dead_letters_total", _key({"reason": "invalid"}))] == 3
+    assert samples[("mc_topic_events_total", _key({"topic": "t"}))] == 10
+    # an empty snapshot (nothing sampled yet) still parses
+    assert _samples(generate_latest(dashboard_registry(dict)).decode()) == {}
+
+
+def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, _key(s.labels)): s.value for family in text_string_to_metric_families(text) for s in family.samples
+    }
+
+
+def _http_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()  # type: ignore[no-any-return]
 
 
 def test_processor_figures_are_read_in_the_processors_own_shape() -> None:
