@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard import Collector, DashboardServer, DashboardSettings
 from dashboard.prometheus import dashboard_registry
 from producers import EventPublisher
 from schemas import Message, PredictionEvent, RewardEvent, TopicKey, TrainingExample, topic_name
+from tests.metrics_text import labels, samples
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -145,7 +145,7 @@ def test_page_shows_the_lag_kafka_reports(topics) -> None:
     try:
         time.sleep(2.0)  # a few samples: events/s needs two
         dom = _render(server.url + "/")
-        metrics = _samples(_http_get(server.url + "/metrics"))
+        metrics = samples(_http_get(server.url + "/metrics"))
     finally:
         stop.set()
         loader.join(30)
@@ -164,8 +164,8 @@ def test_page_shows_the_lag_kafka_reports(topics) -> None:
     assert float(rates[topic_name(TopicKey.PREDICTIONS, settings)]) > 0
     # /metrics carries the same lag
     for (topic, partition), lag in expected.items():
-        labels = {"group": group, "topic": topic, "partition": str(partition)}
-        assert metrics[("mc_consumer_lag_messages", _key(labels))] == lag
+        labels_ = {"group": group, "topic": topic, "partition": str(partition)}
+        assert metrics[("mc_consumer_lag_messages", labels(**labels_))] == lag
 
 
 def test_prometheus_text_is_well_formed() -> None:
@@ -179,26 +179,16 @@ def test_prometheus_text_is_well_formed() -> None:
         "rewards": [{"model_id": "m", "adapter_version": 2, "count": 4, "mean": 0.5}],
         "inference_nodes": [{"node_id": "n1", "live": {"m": 2}, "refused": {"updates_refused_unsigned": 1}}],
     }
-    samples = _samples(generate_latest(dashboard_registry(lambda: snap)).decode())
-    assert samples[("mc_inference_refused_total", _key({"node": "n1", "reason": "updates_refused_unsigned"}))] == 1
-    assert samples[("mc_consumer_lag_messages", _key({"group": odd, "topic": "t", "partition": "0"}))] == 5
-    assert samples[("mc_reward_mean", _key({"model_id": "m", "adapter_version": "2"}))] == 0.5
-    assert samples[("mc_reward_count", _key({"model_id": "m", "adapter_version": "2"}))] == 4
-    assert samples[("mc_inference_live_version", _key({"node": "n1", "model_id": "m"}))] == 2
-    assert samples[("mc_dead_letters_total", _key({"reason": "invalid"}))] == 3
-    assert samples[("mc_topic_events_total", _key({"topic": "t"}))] == 10
+    got = samples(generate_latest(dashboard_registry(lambda: snap)).decode())
+    assert got[("mc_inference_refused_total", labels(node="n1", reason="updates_refused_unsigned"))] == 1
+    assert got[("mc_consumer_lag_messages", labels(group=odd, topic="t", partition="0"))] == 5
+    assert got[("mc_reward_mean", labels(model_id="m", adapter_version="2"))] == 0.5
+    assert got[("mc_reward_count", labels(model_id="m", adapter_version="2"))] == 4
+    assert got[("mc_inference_live_version", labels(node="n1", model_id="m"))] == 2
+    assert got[("mc_dead_letters_total", labels(reason="invalid"))] == 3
+    assert got[("mc_topic_events_total", labels(topic="t"))] == 10
     # an empty snapshot (nothing sampled yet) still parses
-    assert _samples(generate_latest(dashboard_registry(dict)).decode()) == {}
-
-
-def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(labels.items()))
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, _key(s.labels)): s.value for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    assert samples(generate_latest(dashboard_registry(dict)).decode()) == {}
 
 
 def _http_get(url: str) -> str:

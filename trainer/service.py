@@ -30,6 +30,7 @@ from schemas.serde import decode
 from schemas.topics import TopicKey, topic_name
 from trainer.announce import Announcements
 from trainer.cpus import pin_threads, set_mmap_threshold
+from trainer.metrics import TrainerMetrics
 from trainer.model import AdapterSlot, choose_device, load_base
 from trainer.settings import TrainerSettings
 from trainer.store import AdapterStore
@@ -82,7 +83,11 @@ class TrainerService:
         }
         #: set when the service stops: a worker waiting to retry gives up (its window is re-read later)
         self._halt = threading.Event()
-        self.worker = WindowWorker(settings, self.slot, self.store, self.view, self.events, self.counters, self._halt)
+        #: the Prometheus registry of this service (``mc trainer`` serves it, MC_TRAINER_METRICS_PORT)
+        self.metrics = TrainerMetrics(self.counters)
+        self.worker = WindowWorker(
+            settings, self.slot, self.store, self.view, self.events, self.counters, self._halt, self.metrics
+        )
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
