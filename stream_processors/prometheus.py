@@ -61,9 +61,9 @@ class ProcessorCollector(Collector):
         dead = CounterMetricFamily(
             "mc_processor_dead_letters", "records this worker dead-lettered, by reason", labels=["reason"]
         )
-        for key, n in sorted(counters.items()):
-            if key.startswith(f"{_DEAD}."):
-                dead.add_metric([key.removeprefix(f"{_DEAD}.")], n)
+        for counter, n in sorted(counters.items()):
+            if counter.startswith(f"{_DEAD}."):
+                dead.add_metric([counter.removeprefix(f"{_DEAD}.")], n)
         yield dead
 
         stats = proc.stats()
@@ -89,7 +89,7 @@ class ProcessorCollector(Collector):
         idle = GaugeMetricFamily(
             "mc_processor_partition_idle",
             "1: no record for a while, the watermark follows the wall clock",
-            ["partition"],
+            labels=["partition"],
         )
         for partition, clock in sorted(stats.watermarks.items()):
             key = [str(partition)]
