@@ -170,7 +170,7 @@ class _LiveCollector(Collector):
         )
         in_flight = GaugeMetricFamily("mc_inference_in_flight", "requests at vLLM now, per model", labels=["model_id"])
         canary = GaugeMetricFamily(
-            "mc_inference_canary_version",
+            "mc_inference_adapter_canary_version",
             "adapter version under canary on this node (absent: none)",
             labels=["model_id"],
         )

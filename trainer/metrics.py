@@ -27,7 +27,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["REFUSAL_REASONS", "TRAIN_BUCKETS_S", "MetricsServer", "TrainerMetrics", "serve_metrics"]
+__all__ = ["REFUSAL_REASONS", "SERVICE_COUNTERS", "TRAIN_BUCKETS_S", "MetricsServer", "TrainerMetrics", "serve_metrics"]
+
+#: the service's counters (``TrainerService.counters``), each ``mc_trainer_{name}_total``
+SERVICE_COUNTERS = (
+    "examples",  # examples read from training-examples
+    "skipped",  # ... already trained on (a re-delivery)
+    "invalid",  # ... that did not decode (dead-lettered)
+    "windows",  # windows published
+    "empty_windows",  # windows without assistant tokens: nothing to train
+    "window_failures",  # failed attempts at a window
+    "dead_lettered_windows",  # windows that failed every attempt
+    "dead_lettered_examples",
+    "transient_retries",  # S3 or Kafka failures retried
+    "kafka_errors",
+)
 
 #: why a version the trainer made was not published under its number
 REFUSAL_REASONS = (
