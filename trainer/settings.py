@@ -121,10 +121,12 @@ class TrainerSettings(ContractSettings):
     # -- observability --------------------------------------------------------------------------
     trainer_metrics_host: str = Field("127.0.0.1", description="address `mc trainer` serves /metrics on")
     trainer_metrics_port: int | None = Field(
-        8200,
+        None,
         ge=0,
         le=65535,
-        description="port of the trainer's Prometheus /metrics (0: any free port; unset or empty: no server)",
+        description="port of the trainer's Prometheus /metrics (0: any free port; unset or empty: no server). Off "
+        "by default: several trainers of one group may share a host, and a fixed default port would stop the "
+        "second; a deployment names one per trainer (docker-compose.yml: 8200)",
     )
 
     # -- failures ---------------------------------------------------------------------------------
