@@ -51,7 +51,8 @@ def _published(service: dict[str, Any]) -> set[int]:
 
 def _env_file(path: Path) -> dict[str, str]:
     lines = [line.strip() for line in path.read_text().splitlines()]
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))  # type: ignore[misc]
+    pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
+    return {name: value for name, value in pairs}
 
 
 #: what `mc stack secrets` writes (values do not matter here; compose refuses to start without them)

@@ -31,6 +31,11 @@ class _NullSink:
     async def delete_state(self, partition: int, key: bytes) -> None: ...
 
 
+class _Table(dict[str, bytes]):  # the reward-metrics table, in memory
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        return super().get(key, default)
+
+
 def _registries() -> dict[str, CollectorRegistry]:
     from dashboard.prometheus import dashboard_registry
     from inference.metrics import NodeMetrics
@@ -40,12 +45,7 @@ def _registries() -> dict[str, CollectorRegistry]:
     from trainer.metrics import SERVICE_COUNTERS, TrainerMetrics
 
     processor = Processor(
-        ProcessorSettings(),
-        predictions_topic="p",
-        rewards_topic="r",
-        state={},
-        metrics={},
-        sink=_NullSink(),
+        ProcessorSettings(), predictions_topic="p", rewards_topic="r", state={}, metrics=_Table(), sink=_NullSink()
     )
     return {
         "inference-node": NodeMetrics().registry,
