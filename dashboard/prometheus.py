@@ -1,103 +1,103 @@
-"""The dashboard's snapshot in Prometheus' text exposition format (same figures as the page)."""
+"""The dashboard's snapshot as Prometheus metrics (same figures as the page), via ``prometheus_client``.
+
+The dashboard is the stack's exporter for what no single part knows: consumer lag and write rates
+from Kafka, dead letters counted on their topic, rewards merged over every processor, and what each
+inference node says is live. Its figures are read from the sampler's latest snapshot when
+Prometheus scrapes (a custom collector), so a model or a node that goes away leaves no stale series.
+
+Counters here are totals read from Kafka (end offsets, records on ``dead-letters``): they only go up
+while the topics keep their records. Reward counts are gauges: they are summed over the processors
+that answered this sample, so one worker's missed answer would look like a counter reset.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["render"]
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["SnapshotCollector", "dashboard_registry"]
 
 
-def _labels(**kw: object) -> str:
-    inner = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in kw.items()
-    )
-    return "{" + inner + "}"
+def dashboard_registry(snapshot: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+    """A registry of its own (not the process-wide one) exporting ``snapshot()`` at each scrape."""
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(snapshot))
+    return registry
 
 
-def render(snap: dict[str, Any]) -> str:
-    lines: list[str] = []
+class SnapshotCollector(Collector):
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
 
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{labels} {value}" for labels, value in samples)
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        lag = snap.get("lag", [])
+        tp = ["group", "topic", "partition"]
+        lag_messages = GaugeMetricFamily("mc_consumer_lag_messages", "end offset minus committed offset", labels=tp)
+        lag_seconds = GaugeMetricFamily("mc_consumer_lag_seconds", "age of the oldest unconsumed record", labels=tp)
+        for r in lag:
+            key = [r["group"], r["topic"], str(r["partition"])]
+            lag_messages.add_metric(key, r["lag_messages"])
+            if r.get("lag_seconds") is not None:
+                lag_seconds.add_metric(key, r["lag_seconds"])
+        yield lag_messages
+        yield lag_seconds
 
-    lag = snap.get("lag", [])
-    metric(
-        "mc_consumer_lag_messages",
-        "gauge",
-        "end offset minus committed offset",
-        [(_labels(group=r["group"], topic=r["topic"], partition=r["partition"]), r["lag_messages"]) for r in lag],
-    )
-    metric(
-        "mc_consumer_lag_seconds",
-        "gauge",
-        "age of the oldest unconsumed record",
-        [(_labels(group=r["group"], topic=r["topic"], partition=r["partition"]), r["lag_seconds"]) for r in lag],
-    )
-    metric(
-        "mc_topic_events_total",
-        "counter",
-        "records ever written (sum of end offsets)",
-        [(_labels(topic=t), n) for t, n in snap.get("events_total", {}).items()],
-    )
-    metric(
-        "mc_topic_events_per_second",
-        "gauge",
-        "write rate over the last samples",
-        [(_labels(topic=t), r) for t, r in snap.get("events_per_s", {}).items()],
-    )
-    metric(
-        "mc_dead_letters_by_reason",
-        "counter",
-        "dead letters per reason, counted on the dead-letters topic",
-        [(_labels(reason=k), v) for k, v in snap.get("dead_letters_by_reason", {}).items()],
-    )
-    rewards = snap.get("rewards", [])
-    metric(
-        "mc_reward_mean",
-        "gauge",
-        "mean reward per model and adapter version",
-        [
-            (_labels(model_id=r["model_id"], adapter_version=r["adapter_version"]), r["mean"])
-            for r in rewards
-            if r["mean"] is not None
-        ],
-    )
-    metric(
-        "mc_reward_count",
-        "counter",
-        "rewards per model and adapter version",
-        [(_labels(model_id=r["model_id"], adapter_version=r["adapter_version"]), r["count"]) for r in rewards],
-    )
-    metric(
-        "mc_inference_live_version",
-        "gauge",
-        "adapter version live on each inference node",
-        [
-            (_labels(node=n["node_id"], model_id=m), v)
-            for n in snap.get("inference_nodes", [])
-            for m, v in n["live"].items()
-        ],
-    )
-    metric(
-        "mc_inference_canary_version",
-        "gauge",
-        "adapter version under canary on each inference node (absent: none)",
-        [
-            (_labels(node=n["node_id"], model_id=m), c["version"])
-            for n in snap.get("inference_nodes", [])
-            for m, c in n.get("canary", {}).items()
-        ],
-    )
-    metric(
-        "mc_inference_refused_total",
-        "counter",
-        "adapter updates and requests an inference node refused, by reason",
-        [
-            (_labels(node=n["node_id"], reason=reason), count)
-            for n in snap.get("inference_nodes", [])
-            for reason, count in n.get("refused", {}).items()
-        ],
-    )
-    return "\n".join(lines) + "\n"
+        events = CounterMetricFamily("mc_topic_events", "records ever written (sum of end offsets)", labels=["topic"])
+        for topic, n in snap.get("events_total", {}).items():
+            events.add_metric([topic], n)
+        yield events
+        rates = GaugeMetricFamily("mc_topic_events_per_second", "write rate over the last samples", labels=["topic"])
+        for topic, rate in snap.get("events_per_s", {}).items():
+            rates.add_metric([topic], rate)
+        yield rates
+
+        dead = CounterMetricFamily(
+            "mc_dead_letters", "dead letters per reason, counted on the dead-letters topic", labels=["reason"]
+        )
+        for reason, n in snap.get("dead_letters_by_reason", {}).items():
+            dead.add_metric([reason], n)
+        yield dead
+
+        mv = ["model_id", "adapter_version"]
+        mean = GaugeMetricFamily("mc_reward_mean", "mean reward per model and adapter version", labels=mv)
+        count = GaugeMetricFamily(
+            "mc_reward_count", "rewards joined per model and adapter version, over the processors", labels=mv
+        )
+        for r in snap.get("rewards", []):
+            key = [r["model_id"], str(r["adapter_version"])]
+            count.add_metric(key, r["count"])
+            if r["mean"] is not None:
+                mean.add_metric(key, r["mean"])
+        yield mean
+        yield count
+
+        nodes = snap.get("inference_nodes", [])
+        live = GaugeMetricFamily(
+            "mc_inference_live_version", "adapter version live on each inference node", labels=["node", "model_id"]
+        )
+        canary = GaugeMetricFamily(
+            "mc_inference_canary_version",
+            "adapter version under canary on each inference node (absent: none)",
+            labels=["node", "model_id"],
+        )
+        refused = CounterMetricFamily(
+            "mc_inference_refused",
+            "adapter updates and requests an inference node refused, by reason",
+            labels=["node", "reason"],
+        )
+        for n in nodes:
+            node = str(n["node_id"])
+            for model_id, version in n["live"].items():
+                live.add_metric([node, model_id], version)
+            for model_id, c in n.get("canary", {}).items():
+                canary.add_metric([node, model_id], c["version"])
+            for reason, value in n.get("refused", {}).items():
+                refused.add_metric([node, reason], value)
+        yield live
+        yield canary
+        yield refused

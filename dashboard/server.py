@@ -12,8 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from dashboard.collector import Collector
-from dashboard.prometheus import render
+from dashboard.prometheus import dashboard_registry
 
 __all__ = ["DashboardServer"]
 
@@ -24,6 +26,8 @@ class DashboardServer:
     def __init__(self, collector: Collector, host: str, port: int, refresh_ms: int = 2000) -> None:
         self.collector = collector
         self.refresh_ms = refresh_ms
+        #: this dashboard's own registry: two dashboards in one process (tests) do not collide
+        self.registry = dashboard_registry(collector.snapshot)
         handler = self._handler()
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.port = self.httpd.server_address[1]
@@ -57,7 +61,7 @@ class DashboardServer:
                 elif path == "/api/state":
                     self._send(200, json.dumps(server.collector.snapshot()).encode(), "application/json")
                 elif path == "/metrics":
-                    self._send(200, render(server.collector.snapshot()).encode(), "text/plain; version=0.0.4")
+                    self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
                 else:
                     self._send(404, b"not found", "text/plain")
 

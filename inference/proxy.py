@@ -312,8 +312,8 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
 
     @app.get(Routes.METRICS)
     async def metrics() -> PlainTextResponse:
-        text = node.metrics.prometheus(node.registry.snapshot(), node.watcher.caught_up.is_set())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        body = node.metrics.exposition(node.registry.snapshot(), node.watcher.caught_up.is_set())
+        return PlainTextResponse(body, media_type=node.metrics.content_type)
 
     @app.get(Routes.HEALTH)
     async def health() -> Response:

@@ -23,6 +23,7 @@ __all__ = ["PartitionClock", "ProcessorClient", "ProcessorStats", "RewardRow", "
 class Routes:
     REWARDS = "/rewards/"
     PROCESSOR = "/processor/"
+    METRICS = "/metrics"
 
 
 class RewardRow(BaseModel):

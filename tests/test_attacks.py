@@ -19,6 +19,7 @@ from schemas.events import AdapterUpdate
 from schemas.signing import sign_update
 from schemas.storage import adapter_uri, s3_client
 from schemas.topics import TopicKey
+from tests.metrics_text import samples
 from tests.test_inference_fixtures import peft_adapter_dir, running_node, vllm_models, wait_for_version
 
 CHAT = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0}
@@ -74,7 +75,8 @@ def test_forged_adapter_updates_are_refused_and_the_live_version_keeps_serving(v
                 assert node.status().models[mid].version == 1  # nothing changed
                 assert node.chat({**CHAT, "model": mid}).headers[VERSION_HEADER] == "1"
                 assert not [m for m in vllm_models(vllm.vllm_url) if m.startswith(victim)]
-                assert "mc_inference_updates_refused_total 5" in node.metrics()
+                refused = samples(node.metrics())
+                assert sum(v for (name, _), v in refused.items() if name == "mc_inference_updates_refused_total") == 5
                 # and the real thing still goes through
                 pub.publish(TopicKey.ADAPTER_UPDATES, good).result(30)
                 wait_for_version(node, mid, 2)

@@ -8,7 +8,6 @@ the broker on another topic; the figures are taken independently of the dashboar
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import threading
@@ -18,11 +17,13 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from dashboard import Collector, DashboardServer, DashboardSettings
-from dashboard.prometheus import render
+from dashboard.prometheus import dashboard_registry
 from producers import EventPublisher
 from schemas import Message, PredictionEvent, RewardEvent, TopicKey, TrainingExample, topic_name
+from tests.metrics_text import labels, samples
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -144,7 +145,7 @@ def test_page_shows_the_lag_kafka_reports(topics) -> None:
     try:
         time.sleep(2.0)  # a few samples: events/s needs two
         dom = _render(server.url + "/")
-        metrics = render(server.collector.snapshot())
+        metrics = samples(_http_get(server.url + "/metrics"))
     finally:
         stop.set()
         loader.join(30)
@@ -163,26 +164,38 @@ def test_page_shows_the_lag_kafka_reports(topics) -> None:
     assert float(rates[topic_name(TopicKey.PREDICTIONS, settings)]) > 0
     # /metrics carries the same lag
     for (topic, partition), lag in expected.items():
-        line = f'mc_consumer_lag_messages{{group="{group}",topic="{topic}",partition="{partition}"}} {lag}'
-        assert line in metrics
+        labels_ = {"group": group, "topic": topic, "partition": str(partition)}
+        assert metrics[("mc_consumer_lag_messages", labels(**labels_))] == lag
 
 
 def test_prometheus_text_is_well_formed() -> None:
+    """Labels with quotes, backslashes and newlines survive the exposition (prometheus_client's parser)."""
+    odd = 'g"1\\x\nnext'
     snap = {
-        "lag": [{"group": 'g"1', "topic": "t", "partition": 0, "lag_messages": 5, "lag_seconds": 1.5}],
+        "lag": [{"group": odd, "topic": "t", "partition": 0, "lag_messages": 5, "lag_seconds": 1.5}],
         "events_total": {"t": 10},
         "events_per_s": {"t": 2.0},
         "dead_letters_by_reason": {"invalid": 3},
         "rewards": [{"model_id": "m", "adapter_version": 2, "count": 4, "mean": 0.5}],
         "inference_nodes": [{"node_id": "n1", "live": {"m": 2}, "refused": {"updates_refused_unsigned": 1}}],
     }
-    text = render(snap)
-    assert 'mc_inference_refused_total{node="n1",reason="updates_refused_unsigned"} 1' in text
-    assert 'mc_consumer_lag_messages{group="g\\"1",topic="t",partition="0"} 5' in text
-    assert 'mc_reward_mean{model_id="m",adapter_version="2"} 0.5' in text
-    assert 'mc_inference_live_version{node="n1",model_id="m"} 2' in text
-    for line in text.splitlines():
-        assert line.startswith("#") or re.match(r"^[a-z_]+\{.*\} [0-9.eE+-]+$", line), line
+    got = samples(generate_latest(dashboard_registry(lambda: snap)).decode())
+    assert got[("mc_inference_refused_total", labels(node="n1", reason="updates_refused_unsigned"))] == 1
+    assert got[("mc_consumer_lag_messages", labels(group=odd, topic="t", partition="0"))] == 5
+    assert got[("mc_reward_mean", labels(model_id="m", adapter_version="2"))] == 0.5
+    assert got[("mc_reward_count", labels(model_id="m", adapter_version="2"))] == 4
+    assert got[("mc_inference_live_version", labels(node="n1", model_id="m"))] == 2
+    assert got[("mc_dead_letters_total", labels(reason="invalid"))] == 3
+    assert got[("mc_topic_events_total", labels(topic="t"))] == 10
+    # an empty snapshot (nothing sampled yet) still parses
+    assert samples(generate_latest(dashboard_registry(dict)).decode()) == {}
+
+
+def _http_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()  # type: ignore[no-any-return]
 
 
 def test_processor_figures_are_read_in_the_processors_own_shape() -> None:

@@ -43,8 +43,19 @@ def _trainer(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    service = TrainerService(resolved_settings())
-    n = service.run(max_windows=args.max_windows, idle_exit_s=args.idle_exit, stop=stop)
+    settings = resolved_settings()
+    service = TrainerService(settings)
+    server = None
+    if settings.trainer_metrics_port is not None:
+        from trainer.metrics import serve_metrics
+
+        server = serve_metrics(service.metrics.registry, settings.trainer_metrics_host, settings.trainer_metrics_port)
+        logging.getLogger("trainer").info("metrics on http://%s:%d/metrics", settings.trainer_metrics_host, server.port)
+    try:
+        n = service.run(max_windows=args.max_windows, idle_exit_s=args.idle_exit, stop=stop)
+    finally:
+        if server is not None:
+            server.close()
     logging.getLogger("trainer").info("stopped after %d window(s): %s", n, service.counters)
     return 0
 

@@ -30,6 +30,7 @@ from schemas.serde import decode
 from schemas.topics import TopicKey, topic_name
 from trainer.announce import Announcements
 from trainer.cpus import pin_threads, set_mmap_threshold
+from trainer.metrics import SERVICE_COUNTERS, TrainerMetrics
 from trainer.model import AdapterSlot, choose_device, load_base
 from trainer.settings import TrainerSettings
 from trainer.store import AdapterStore
@@ -68,21 +69,14 @@ class TrainerService:
         self.windows = Windows(settings.window_examples, settings.window_seconds)
         self.offsets = OffsetTracker()
         self.topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
-        self.counters = {
-            "examples": 0,
-            "skipped": 0,
-            "invalid": 0,
-            "windows": 0,
-            "empty_windows": 0,
-            "window_failures": 0,
-            "dead_lettered_windows": 0,
-            "dead_lettered_examples": 0,
-            "transient_retries": 0,
-            "kafka_errors": 0,
-        }
+        self.counters = dict.fromkeys(SERVICE_COUNTERS, 0)
         #: set when the service stops: a worker waiting to retry gives up (its window is re-read later)
         self._halt = threading.Event()
-        self.worker = WindowWorker(settings, self.slot, self.store, self.view, self.events, self.counters, self._halt)
+        #: the Prometheus registry of this service (``mc trainer`` serves it, MC_TRAINER_METRICS_PORT)
+        self.metrics = TrainerMetrics(self.counters)
+        self.worker = WindowWorker(
+            settings, self.slot, self.store, self.view, self.events, self.counters, self._halt, self.metrics
+        )
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,

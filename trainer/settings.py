@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from schemas.settings import ContractSettings
 from trainer.objective import LossNormalization
@@ -118,6 +118,17 @@ class TrainerSettings(ContractSettings):
         default_factory=dict, description='per-model override of MC_CANARY_ENABLED, JSON: {"model-a": true}'
     )
 
+    # -- observability --------------------------------------------------------------------------
+    trainer_metrics_host: str = Field("127.0.0.1", description="address `mc trainer` serves /metrics on")
+    trainer_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="port of the trainer's Prometheus /metrics (0: any free port; unset or empty: no server). Off "
+        "by default: several trainers of one group may share a host, and a fixed default port would stop the "
+        "second; a deployment names one per trainer (docker-compose.yml: 8200)",
+    )
+
     # -- failures ---------------------------------------------------------------------------------
     window_attempts: int = Field(
         3, ge=1, description="attempts at a window that fails to train or save before it is dead-lettered"
@@ -136,3 +147,9 @@ class TrainerSettings(ContractSettings):
         description="librdkafka's max.poll.interval.ms; training runs off the poll loop, so a window of any "
         "length keeps the trainer in its group (must be >= MC_SESSION_TIMEOUT_MS)",
     )
+
+    @field_validator("trainer_metrics_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        # MC_TRAINER_METRICS_PORT= (empty, as compose writes an unset variable) turns the server off
+        return None if isinstance(value, str) and not value.strip() else value

@@ -28,6 +28,7 @@ from schemas.events import AdapterUpdate
 from schemas.serde import encode
 from schemas.topics import TopicKey, partition_key, topic_name
 from trainer.announce import Announcements
+from trainer.metrics import TrainerMetrics
 from trainer.model import AdapterSlot
 from trainer.publish import AdapterPublisher
 from trainer.retry import Interrupted, Retrier
@@ -55,6 +56,7 @@ class WindowWorker:
         events: EventPublisher,
         counters: MutableMapping[str, int],
         halt: threading.Event,
+        metrics: TrainerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.slot = slot
@@ -64,6 +66,7 @@ class WindowWorker:
         self.events = events
         self.publisher = AdapterPublisher(settings, store, view, events)
         self.counters = counters
+        self.metrics = metrics or TrainerMetrics(counters)
         self.retry = Retrier(settings.retry_initial_s, settings.retry_max_s, halt, on_retry=self._retried)
         #: per-model state, rebuilt from S3 and the topic when missing (the service clears it on rebalances)
         self.states: dict[str, ModelState] = {}
@@ -195,11 +198,13 @@ class WindowWorker:
                 outcome = self._io(f"{model_id}: publishing v{version}", publish)
             except VersionTaken:
                 _log.warning("%s v%d: another writer's files and no manifest: giving the number up", model_id, version)
+                self.metrics.version_refused(model_id, "abandoned")
                 state.head = max(state.head, version)
                 version += 1
                 continue
             break
         if outcome is None:  # v{version} was taken by another adapter: start over on top of it
+            self.metrics.version_refused(model_id, "taken")
             self.states.pop(model_id, None)
             self.slot.holds = None
             return False
@@ -209,6 +214,9 @@ class WindowWorker:
         state.remember(update.version, ids)
         self.slot.holds = (model_id, update.version) if ours else None
         self.counters["windows"] += 1
+        self.metrics.published(
+            model_id, update.version, examples=len(examples), tokens=result.tokens, seconds=result.seconds
+        )
         _log.info(
             "%s v%d published: %d examples, %d tokens in %.1f s, %s",
             model_id,
