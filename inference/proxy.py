@@ -4,7 +4,9 @@
 The node asks vLLM for the sampled tokens' ids and logprobs (``logprobs`` and
 ``return_tokens_as_token_ids``, unless the caller set them) and names the version that served the
 request in the ``x-mc-adapter-version`` header and the ``mc_adapter_version`` body field.
-Streaming is not supported (400): the agent loop needs whole completions with their token ids.
+``stream: true`` answers OpenAI's server-sent events, relayed from vLLM with the same version header
+and the same fields in every chunk (:mod:`inference.stream`); errors before the first event keep the
+JSON error body below. A caller that disconnects cancels its request at vLLM (:mod:`inference.disconnect`).
 
 The HTTP edge: when ``MC_NODE_API_KEYS`` is set, every ``/v1/...`` route wants
 ``Authorization: Bearer <one of them>`` (401 otherwise); ``/health``, ``/status`` and ``/metrics``
@@ -22,7 +24,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +35,11 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference.api import ADAPTER_FIELD, VERSION_FIELD, VERSION_HEADER, NodeStatus, Routes
+from inference.disconnect import until_disconnect
 from inference.metrics import NodeMetrics
 from inference.registry import AdapterRegistry, Serving
 from inference.settings import InferenceSettings
+from inference.stream import EventStreamResponse, relay
 from inference.vllm_client import VllmClient
 from inference.watcher import AdapterWatcher
 from schemas.errors import AdapterError
@@ -79,33 +83,46 @@ class Node:
         model = str(body.get("model") or self.s.base_model_name)
         self.metrics.inc("requests")
         key = route_key(body) if self.registry.canary(model) is not None else None  # no canary: as before
-        with self.registry.hold(model, key) as serving:
+        stream = bool(body.get("stream"))
+        async with AsyncExitStack() as held:
+            # Held until the answer is complete: for a stream, until its last event (EventStreamResponse).
+            serving = held.enter_context(self.registry.hold(model, key))
             if serving.version != self.registry.live_version(model):
                 self.metrics.inc("requests_canary")
-            resp = await self._send(body, serving)
+            resp = await self._send(body, serving, held)
             if resp.status_code == 404 and serving.version > 0:
                 # vLLM lost the adapter (another node sharing it unloaded it): load it again, once.
                 self.metrics.inc("requests_retried")
+                await resp.aclose()
                 try:
                     await self.watcher.ensure_loaded(serving)
                 except AdapterError as exc:
                     _log.error("reloading %s: %s", serving.served_name, exc)
-                resp = await self._send(body, serving)
-        headers = {VERSION_HEADER: str(serving.version)}
-        if resp.status_code != 200:
-            self.metrics.inc("requests_failed")
-            return _upstream_error(resp, headers)
+                resp = await self._send(body, serving, held)
+            headers = {VERSION_HEADER: str(serving.version)}
+            if resp.status_code != 200:
+                self.metrics.inc("requests_failed")
+                await resp.aread()  # a stream's error body is a plain JSON error: errors keep their shape
+                return _upstream_error(resp, headers)
+            if stream:
+                stamp = {"model": model, VERSION_FIELD: serving.version, ADAPTER_FIELD: serving.served_name}
+                events = relay(resp, stamp, on_failure=lambda: self.metrics.inc("requests_failed"))
+                return EventStreamResponse(events, headers=headers, on_close=held.pop_all().aclose)
         data = resp.json()
         data["model"] = model
         data[VERSION_FIELD] = serving.version
         data[ADAPTER_FIELD] = serving.served_name
         return JSONResponse(data, headers=headers)
 
-    async def _send(self, body: dict[str, Any], serving: Serving) -> httpx.Response:
+    async def _send(self, body: dict[str, Any], serving: Serving, held: AsyncExitStack) -> httpx.Response:
         upstream = {**body, "model": serving.served_name}
         upstream.setdefault("logprobs", True)
         upstream.setdefault("return_tokens_as_token_ids", True)
-        return await self.vllm.chat(upstream)
+        if not body.get("stream"):
+            return await self.vllm.chat(upstream)
+        resp = await self.vllm.chat_stream(upstream)
+        held.push_async_callback(resp.aclose)  # an unfinished stream's connection is closed: vLLM aborts it
+        return resp
 
 
 def route_key(body: dict[str, Any]) -> bytes:
@@ -225,8 +242,10 @@ def _check_chat(raw: bytes, settings: InferenceSettings) -> dict[str, Any] | _Re
         return _Refusal(400, "the body is not JSON", "invalid")
     if not isinstance(body, dict):
         return _Refusal(400, "the body must be a JSON object", "invalid")
-    if body.get("stream"):
-        return _Refusal(400, "streaming is not supported by the inference node", "invalid", "stream")
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        return _Refusal(400, "stream must be a boolean", "invalid", "stream")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        return _Refusal(400, "stream_options must be an object", "invalid", "stream_options")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         return _Refusal(400, "messages must be a non-empty list of message objects", "invalid", "messages")
@@ -277,10 +296,13 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         if isinstance(body, _Refusal):
             return _refuse(node.metrics, body)
         try:
-            return await node.chat(body)
+            # A caller that disconnects before the answer (or a stream's first bytes) cancels it at vLLM.
+            answer = await until_disconnect(request.receive, node.chat(body))
         except httpx.HTTPError as exc:
             node.metrics.inc("requests_failed")
             return _error(502, f"vLLM did not answer: {exc!r}", "upstream_error")
+        # 499 (nginx's "client closed request"): nobody reads it, the access log shows what happened
+        return answer if answer is not None else Response(status_code=499)
 
     @app.get(Routes.MODELS)
     async def models() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The calls the node makes to vLLM: chat (proxied), load and unload of LoRA adapters."""
+"""The calls the node makes to vLLM: chat (proxied, whole or streamed), load and unload of LoRA adapters."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ class VllmClient:
 
     async def chat(self, body: dict[str, Any]) -> httpx.Response:
         return await self._http.post("/v1/chat/completions", json=body)
+
+    async def chat_stream(self, body: dict[str, Any]) -> httpx.Response:
+        """POST a ``stream: true`` chat body; returns once the status and headers are in.
+
+        The body is left unread: the caller iterates it and must ``aclose()`` the response, which
+        closes the connection when the stream is not finished (vLLM then aborts the request).
+        """
+        request = self._http.build_request("POST", "/v1/chat/completions", json=body)
+        return await self._http.send(request, stream=True)
 
     async def models(self) -> list[str]:
         resp = await self._http.get("/v1/models", timeout=self._admin_timeout)

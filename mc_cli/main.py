@@ -94,6 +94,16 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schemas(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from schemas.json_schema import export_schemas
+
+    for path in export_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     # A benchmark returns its figures; the last line printed is always one JSON object.
     print(json.dumps(args.bench(args)))
@@ -117,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     it = commands.add_parser("init", help="create the contract's topics and the adapters bucket (idempotent)")
     it.set_defaults(func=_init)
+
+    sc = commands.add_parser("schemas", help="the JSON Schema of each event of the contract, for any language")
+    sc.add_argument("action", choices=["export"])
+    # The same files ship in the package (schemas/json); `--out schemas/json` regenerates them in a checkout.
+    sc.add_argument("--out", metavar="DIR", default="mc-schemas", help="folder to write them to (default: %(default)s)")
+    sc.set_defaults(func=_schemas)
 
     bn = commands.add_parser("bench", help="benchmarks; the last line printed is one JSON object")
     benches = bn.add_subparsers(dest="bench_name", required=True)

@@ -193,7 +193,9 @@ def _chat(**changes: Any) -> bytes:
         pytest.param(_chat(max_completion_tokens=10_000), "max_completion_tokens", id="max-completion-over"),
         pytest.param(_chat(n=3), "n", id="n-over"),
         pytest.param(_chat(n=True), "n", id="n-bool"),
-        pytest.param(_chat(stream=True), "stream", id="stream"),
+        pytest.param(_chat(stream="yes"), "stream", id="stream-not-bool"),
+        pytest.param(_chat(stream=True, stream_options=[1]), "stream_options", id="stream-options-not-object"),
+        pytest.param(_chat(stream=True, max_tokens=65), "max_tokens", id="stream-max-tokens-over"),
     ],
 )
 def test_bodies_that_are_not_an_allowed_chat_request_are_refused(raw, param):
