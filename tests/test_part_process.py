@@ -1,0 +1,111 @@
+"""``schemas.process``: the one way a part is started as a child process, checked on small stand-ins."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import StackError
+from schemas.process import Part, group_members, http_ok, spawn, start_part
+
+# a parent that ignores SIGTERM and a child of it that does too: only SIGKILL to the group ends both
+_STUBBORN = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print(\\'child\\', \\'up\\', flush=True); time.sleep(300)'])\n"
+    "print('parent', 'up', flush=True)\n"
+    "time.sleep(300)\n"
+)
+
+
+def _both_ready(log: Path) -> bool:
+    text = log.read_text()
+    return "parent up" in text and "child up" in text  # (the header line holds the code, not these)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_every_part_runs_a_module_that_exists() -> None:
+    assert Part.PROCESSOR.argv() == [sys.executable, "-m", "stream_processors"]
+    assert Part.NODE.argv("--port", "1") == [sys.executable, "-m", "inference", "--port", "1"]
+    for part in Part:
+        module = part.python_args[1]
+        assert importlib.util.find_spec(module) is not None, part
+    assert {p.label for p in Part} == {"processor", "trainer", "node", "gate", "dashboard"}
+
+
+def test_start_wait_ready_and_stop_with_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "logs" / "web.log"
+    url = f"http://127.0.0.1:{port}/"
+    with start_part("http.server", str(port), "--bind", "127.0.0.1", log=log, name="web") as proc:
+        assert proc.wait_ready(lambda: http_ok(url), 20) < 20
+        assert proc.running() and proc.returncode is None
+    # the context manager stopped it: SIGTERM, which http.server does not handle
+    assert proc.returncode == -signal.SIGTERM
+    assert not group_members(proc.pid)
+    assert not http_ok(url)
+    text = log.read_text()
+    assert text.startswith("\n=== ") and "start: " in text and "-m http.server" in text
+    assert proc.stop() == -signal.SIGTERM  # twice is fine
+
+
+def test_env_is_added_to_ours_and_the_log_is_appended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MC_FROM_PARENT", "inherited")
+    log = tmp_path / "env.log"
+    log.write_text("earlier run\n")
+    code = "import os; print(os.environ['MC_FROM_PARENT'], os.environ['MC_OVERRIDE'])"
+    proc = spawn([sys.executable, "-c", code], name="env", env={"MC_OVERRIDE": "given"}, log=log)
+    assert proc.wait(30) == 0
+    text = log.read_text()
+    assert text.startswith("earlier run\n") and "inherited given" in text
+
+
+def test_a_part_that_exits_during_start_fails_with_its_log(tmp_path: Path) -> None:
+    proc = start_part("no_such_module_here", log=tmp_path / "x.log", name="ghost")
+    with pytest.raises(StackError, match="the ghost exited with 1") as info:
+        proc.wait_ready(lambda: False, 30)
+    assert "No module named no_such_module_here" in str(info.value)
+    assert info.value.component == "ghost" and info.value.log_file == str(tmp_path / "x.log")
+
+
+def test_not_ready_in_time_is_an_error_and_leaves_the_process_to_the_caller(tmp_path: Path) -> None:
+    proc = spawn([sys.executable, "-c", "import time; time.sleep(300)"], name="sleeper", log=None)
+    try:
+        with pytest.raises(StackError, match=r"the sleeper was not ready after 0\.5 s"):
+            proc.wait_ready(lambda: False, 0.5, poll_s=0.05)
+        assert proc.running()
+    finally:
+        assert proc.kill() == -signal.SIGKILL
+
+
+def test_stop_kills_the_whole_group_after_the_grace_period(tmp_path: Path) -> None:
+    log = tmp_path / "stubborn.log"
+    proc = spawn([sys.executable, "-c", _STUBBORN], name="stubborn", log=log)
+    proc.wait_ready(lambda: _both_ready(log), 30, poll_s=0.05)
+    assert len(group_members(proc.pid)) == 2  # it and its child
+    started = time.monotonic()
+    assert proc.stop(timeout_s=1.0) == -signal.SIGKILL
+    assert 1.0 <= time.monotonic() - started < 10
+    assert not group_members(proc.pid)
+
+
+def test_kill_is_sigkill_to_the_group_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "stubborn.log"
+    proc = spawn([sys.executable, "-c", _STUBBORN], name="stubborn", log=log)
+    proc.wait_ready(lambda: _both_ready(log), 30, poll_s=0.05)
+    started = time.monotonic()
+    assert proc.kill() == -signal.SIGKILL
+    assert time.monotonic() - started < 5
+    assert not group_members(proc.pid) and not proc.running()
