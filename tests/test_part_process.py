@@ -8,11 +8,12 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from schemas.errors import StackError
-from schemas.process import Part, group_members, http_ok, spawn, start_part
+from schemas.process import Part, PartProcess, group_members, http_ok, spawn, start_part
 
 # a parent that ignores SIGTERM and a child of it that does too: only SIGKILL to the group ends both
 _STUBBORN = (
@@ -109,3 +110,51 @@ def test_kill_is_sigkill_to_the_group_at_once(tmp_path: Path) -> None:
     assert proc.kill() == -signal.SIGKILL
     assert time.monotonic() - started < 5
     assert not group_members(proc.pid) and not proc.running()
+
+
+@pytest.mark.kafka
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_auto_deploy_starts_a_node_through_it(topics, vllm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing answers at the SDK's (local) node URL: ``auto_deploy`` starts ``python -m inference`` there,
+    with our environment, in its own session; it is stopped here only because this is a test."""
+    from maximum_continual import deploy
+    from maximum_continual.settings import ClientSettings
+
+    settings = topics()
+    # what the node reads: this test's topics, its own adapter cache and node id (inherited from us)
+    monkeypatch.setenv("MC_TOPIC_PREFIX", settings.topic_prefix)
+    monkeypatch.setenv("MC_ADAPTER_CACHE_DIR", str(tmp_path / "adapters"))
+    monkeypatch.setenv("MC_NODE_ID", f"auto-deploy-{tmp_path.name}")
+    started: list[PartProcess] = []
+
+    def recording_start(*args: Any, **kwargs: Any) -> PartProcess:
+        started.append(start_part(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(deploy, "start_part", recording_start)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    client_settings = ClientSettings(
+        inference_url=url,
+        topic_prefix=settings.topic_prefix,
+        kafka_bootstrap=vllm.kafka_bootstrap,
+        vllm_url=vllm.vllm_url,
+    )
+    # Kafka and vLLM answer (the fixtures'): only the node is started, never `mc stack up`
+    assert deploy.kafka_answers(client_settings.kafka_bootstrap) and deploy.vllm_answers(client_settings.vllm_url)
+    said: list[str] = []
+    try:
+        assert not deploy.inference_answers(url)
+        deploy.ensure_local_stack(client_settings, log=said.append)
+        assert deploy.inference_answers(url)
+        (node,) = started
+        assert node.name == "node" and node.running()
+        assert node.popen.args[-3:] == ["inference", "--port", str(port)]  # type: ignore[index]
+        assert node.log is not None and f"-m inference --port {port}" in node.log.read_text()
+        assert said == [f"auto_deploy: starting an inference node on port {port} (log: {node.log})"]
+        deploy.ensure_local_stack(client_settings, log=said.append)  # it answers now: nothing more starts
+        assert len(started) == 1
+    finally:
+        for proc in started:
+            proc.stop(60)
