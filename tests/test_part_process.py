@@ -113,6 +113,17 @@ def test_kill_is_sigkill_to_the_group_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
+def test_the_dashboard_starts_as_a_part(kafka, tmp_path: Path) -> None:
+    """The one part without a ``__main__`` (``mc dashboard``): started, serving /metrics, stopped."""
+    port = _free_port()
+    env = {"MC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap, "MC_PROCESSOR_URLS": "", "MC_INFERENCE_URLS": ""}
+    with start_part(Part.DASHBOARD, "--port", str(port), env=env, log=tmp_path / "dashboard.log") as proc:
+        proc.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 60)
+    assert proc.returncode is not None and not group_members(proc.pid)
+    assert f"dashboard on http://127.0.0.1:{port}" in proc.log_tail()
+
+
+@pytest.mark.kafka
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_auto_deploy_starts_a_node_through_it(topics, vllm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
