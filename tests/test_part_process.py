@@ -112,6 +112,39 @@ def test_kill_is_sigkill_to_the_group_at_once(tmp_path: Path) -> None:
     assert not group_members(proc.pid) and not proc.running()
 
 
+def test_the_demo_starts_stops_and_logs_its_parts_through_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's wiring (which part, which settings, which log), with sleepers standing in for the parts."""
+    import demo.services as services
+    from demo.settings import DemoSettings
+    from devstack.process import ManagedProcess
+
+    calls: list[tuple[Part, tuple[str, ...], dict[str, str]]] = []
+
+    def stand_in(part: Part, *args: str, env: dict[str, str], log: Path) -> PartProcess:
+        calls.append((part, args, env))
+        return spawn([sys.executable, "-c", "import time; time.sleep(300)"], name=part.label, env=env, log=log)
+
+    monkeypatch.setattr(services, "start_part", stand_in)
+    parts = services.Parts(DemoSettings(demo_cpu_split=False), services.RunIds("t"), tmp_path, canary=True)
+    try:
+        parts.start()
+        parts.check_alive()
+    finally:
+        parts.stop()
+    assert [c[0] for c in calls] == [Part.TRAINER, Part.PROCESSOR, Part.NODE, Part.GATE]
+    env = {c[0]: c[2] for c in calls}
+    assert all(e["MC_TOPIC_PREFIX"] == "demo-t." for e in env.values())
+    assert env[Part.TRAINER]["MC_GROUP_ID"] == "demo-t-trainer"
+    assert env[Part.PROCESSOR]["MC_PROCESSOR_WEB_PORT"] == str(parts.processor_port)
+    assert calls[2][1] == ("--port", str(parts.node_port), "--log-level", "info")
+    for name, proc in parts.procs.items():
+        assert not proc.running() and proc.returncode == -signal.SIGTERM
+        # where the smoke test (and mc stack) look for a part's log; no pid file: the run stops its parts
+        managed = ManagedProcess(name, tmp_path)
+        assert proc.log == managed.log_file and managed.log_file.exists() and not managed.pid_file.exists()
+    parts.stop()  # twice is fine
+
+
 @pytest.mark.kafka
 def test_the_dashboard_starts_as_a_part(kafka, tmp_path: Path) -> None:
     """The one part without a ``__main__`` (``mc dashboard``): started, serving /metrics, stopped."""
