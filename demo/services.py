@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from demo.settings import DemoSettings
-from devstack.process import ManagedProcess
 from schemas.errors import StackError
+from schemas.process import Part, PartProcess, start_part
 
 __all__ = ["Parts", "RunIds", "free_port"]
 
@@ -53,7 +52,7 @@ class Parts:
     run_dir: Path
     node_port: int = field(default_factory=free_port)
     processor_port: int = field(default_factory=free_port)
-    procs: dict[str, ManagedProcess] = field(default_factory=dict)
+    procs: dict[str, PartProcess] = field(default_factory=dict)
     #: the canary is on for the run's model (:func:`demo.canary.canary_enabled`): the gate runs too
     canary: bool = False
     #: this process's cores before :meth:`start` moved it onto the serving cores (restored by :meth:`stop`)
@@ -68,7 +67,8 @@ class Parts:
         return f"http://127.0.0.1:{self.processor_port}"
 
     def log_file(self, name: str) -> Path:
-        return ManagedProcess(name, self.run_dir).log_file
+        # where mc stack keeps its services' logs, relative to the run's folder
+        return self.run_dir / "logs" / f"{name}.log"
 
     def _env(self) -> dict[str, str]:
         s = self.settings
@@ -82,18 +82,16 @@ class Parts:
             "MC_BASE_MODEL_NAME": s.base_model_name,
         }
 
-    def _start(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
-        proc = ManagedProcess(name, self.run_dir)
-        self.procs[name] = proc
-        proc.start([sys.executable, "-m", module, *args], env={**self._env(), **env})
+    def _start(self, part: Part, env: dict[str, str], *args: str) -> None:
+        name = part.label
+        self.procs[name] = start_part(part, *args, env={**self._env(), **env}, log=self.log_file(name))
 
     def start(self) -> None:
         run = self.run_dir.resolve()
         # the trainer first, with every core this process may use: it takes those no vLLM model worker
         # is bound to (MC_CPUS=auto) ...
         self._start(
-            "trainer",
-            "trainer",
+            Part.TRAINER,
             # what it needs to run and nothing it learns with: its own defaults (window, learning
             # rate, LoRA) are what production runs, so they are what the demo shows
             {"MC_GROUP_ID": f"demo-{self.ids.run_id}-trainer", "MC_WORK_DIR": str(run / "trainer")},
@@ -103,8 +101,7 @@ class Parts:
         # the trainer's one core (float32 windows of 30-44 s beside them, 27-31 s typically without)
         self._serve_on_worker_cores()
         self._start(
-            "processor",
-            "stream_processors",
+            Part.PROCESSOR,
             {
                 "MC_PROCESSOR_APP_ID": f"demo-{self.ids.run_id}-processor",
                 "MC_PROCESSOR_DATA_DIR": str(run / "processor"),
@@ -114,8 +111,7 @@ class Parts:
             },
         )
         self._start(
-            "node",
-            "inference",
+            Part.NODE,
             {"MC_NODE_ID": f"demo-{self.ids.run_id}", "MC_ADAPTER_CACHE_DIR": str(run / "node-adapters")},
             "--port",
             str(self.node_port),
@@ -123,7 +119,7 @@ class Parts:
             "info",
         )
         if self.canary:  # the trainer announces candidates: without the gate nothing new would serve
-            self._start("gate", "gate", {})
+            self._start(Part.GATE, {})
 
     def _serve_on_worker_cores(self) -> None:
         """Bind this process (and so the children it starts from now on) to vLLM's worker cores,

@@ -4,6 +4,9 @@ A service started by ``mc stack up`` outlives the command; ``down`` must find it
 nothing behind. We record the pid *and* the process start time (from /proc), so a recycled pid
 never makes us kill or trust a stranger, and we signal the whole process group, so the children a
 server spawns (vLLM's engine core) go with it.
+
+Starting is :func:`schemas.process.spawn`, the one way every part is started as a process; what this
+module adds is the pid file, for services that outlive the command that started them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from schemas.process import group_alive, group_members, spawn
 
 __all__ = ["ManagedProcess", "group_alive", "group_members", "run_checked"]
 
@@ -70,19 +75,8 @@ class ManagedProcess:
 
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(argv)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                cwd=cwd,
-                start_new_session=True,  # own process group: survives us, and dies as a group
-            )
+        # own session (spawn's): survives us, and dies as a group
+        proc = spawn(argv, name=self.name, env=env, log=self.log_file, cwd=cwd)
         self.pid_file.write_text(json.dumps({"pid": proc.pid, "start": _start_time(proc.pid)}))
         return proc.pid
 
@@ -113,35 +107,6 @@ class ManagedProcess:
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
-
-
-def group_members(pgid: int) -> list[int]:
-    """Pids of the live (non-zombie) processes of group ``pgid``."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(proc.name))
-    return sorted(out)
-
-
-def group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process of group ``pgid`` exists."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie leader still "exists"; reap it if it is our child, and look for live members
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pgid, os.WNOHANG)
-    return bool(group_members(pgid))
 
 
 def run_checked(

@@ -1,19 +1,17 @@
-"""Start a node as its own process (``python -m inference``) and stop it cleanly (benchmarks, tests)."""
+"""Start a node as its own process (``python -m inference``) and stop it cleanly (benchmarks, tests).
+
+Starting, waiting and stopping are :mod:`schemas.process`'s, the one way every part is started.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from inference.api import NodeClient
-from schemas.errors import StackError
+from schemas.process import Part, start_part
 
 __all__ = ["free_port", "node_process"]
 
@@ -30,38 +28,15 @@ def node_process(
 ) -> Iterator[NodeClient]:
     """A node on ``port`` (a free one by default) with ``env`` (``MC_*`` settings) added to ours.
 
-    Yields once ``/health`` says the node has caught up with adapter-updates; SIGTERM on exit, so the
-    node unloads its adapters from vLLM.
+    Yields once ``/health`` says the node has caught up with adapter-updates; SIGTERM on exit (SIGKILL
+    after 60 s), so the node unloads its adapters from vLLM.
     """
     port = port or free_port()
-    log = log_path.open("ab") if log_path else None
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference", "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=log or subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_part(Part.NODE, "--port", str(port), env=env, log=log_path)
     client = NodeClient(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + timeout_s
-        while not client.health():
-            if proc.poll() is not None:
-                raise StackError(
-                    f"the inference node exited with {proc.returncode}",
-                    component="inference",
-                    log_file=str(log_path) if log_path else None,
-                )
-            if time.monotonic() > deadline:
-                raise StackError(f"the inference node was not healthy after {timeout_s} s", component="inference")
-            time.sleep(0.2)
+        proc.wait_ready(client.health, timeout_s)
         yield client
     finally:
         client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if log:
-            log.close()
+        proc.stop(60.0)

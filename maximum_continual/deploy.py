@@ -2,9 +2,10 @@
 
 Only for services configured on this machine (loopback): a remote Kafka, vLLM or node that does not
 answer is an error, never a reason to start a local one. Kafka, S3 and vLLM come up through the
-project's own ``mc stack up``; the inference node is started as a detached background process
-(``python -m inference``) that outlives the app, like the rest of the local stack; its log is in
-the user cache (``~/.cache/maximum-continual/inference-node.log``).
+project's own ``mc stack up``; the inference node is started (:func:`schemas.process.start_part`, the
+one way every part is started) as a background process in its own session that outlives the app,
+like the rest of the local stack; its log is in the user cache
+(``~/.cache/maximum-continual/inference-node.log``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ import httpx
 
 from maximum_continual.settings import ClientSettings
 from schemas.errors import StackError
+from schemas.process import Part, start_part
 
 __all__ = ["ensure_local_stack", "inference_answers", "kafka_answers", "vllm_answers"]
 
@@ -57,14 +58,6 @@ def _is_local(host: str | None) -> bool:
     return (host or "") in _LOCAL
 
 
-def _wait(check: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise StackError(f"{what} did not answer within {timeout_s:g} s", component=what)
-        time.sleep(0.5)
-
-
 def ensure_local_stack(s: ClientSettings, log: Callable[[str], None] = _log.info) -> None:
     """Start what does not answer (Kafka, S3 and vLLM via ``mc stack up``; then the node)."""
     need_stack = not kafka_answers(s.kafka_bootstrap) or not vllm_answers(s.vllm_url)
@@ -84,14 +77,7 @@ def ensure_local_stack(s: ClientSettings, log: Callable[[str], None] = _log.info
     if not _is_local(parts.hostname):
         raise StackError(f"the inference node at {s.inference_url} does not answer and is not on this machine")
     log_path = Path.home() / ".cache" / "maximum-continual" / "inference-node.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     log(f"auto_deploy: starting an inference node on port {parts.port or 80} (log: {log_path})")
-    with log_path.open("ab") as out:
-        subprocess.Popen(
-            [sys.executable, "-m", "inference", "--port", str(parts.port or 80)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    _wait(lambda: inference_answers(s.inference_url or ""), "inference", 120.0)
+    # never stopped here: the node outlives the app, like the rest of the local stack
+    node = start_part(Part.NODE, "--port", str(parts.port or 80), log=log_path)
+    node.wait_ready(lambda: inference_answers(s.inference_url or ""), 120.0, poll_s=0.5)

@@ -12,9 +12,7 @@ Every example is then read back from training-examples and counted.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ import httpx
 from tqdm import tqdm
 
 from schemas.events import Message, PredictionEvent, RewardEvent
+from schemas.process import Part, start_part
 from schemas.settings import ContractSettings
 from schemas.topics import TopicKey, topic_name
 from stream_processors.api import ProcessorClient, ProcessorStats
@@ -127,40 +126,35 @@ def run(
         raw_records = asyncio.run(_raw_read(settings, names, registry[TopicKey.PREDICTIONS].partitions, 2 * pairs))
         with tempfile.TemporaryDirectory() as tmp:
             env = {
-                **os.environ,
                 "MC_TOPIC_PREFIX": prefix,
                 "MC_PROCESSOR_APP_ID": app_id,
                 "MC_PROCESSOR_DATA_DIR": tmp,
                 "MC_PROCESSOR_WEB_PORT": str(port),
             }
             log = Path(tmp) / "worker.log"
-            with log.open("w") as out:
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "stream_processors"], env=env, stdout=out, stderr=subprocess.STDOUT
-                )
-                deadline = time.monotonic() + timeout_s
-                stats: ProcessorStats | None = None
-                joined = 0
-                with (
-                    ProcessorClient(f"http://127.0.0.1:{port}") as client,
-                    tqdm(total=pairs, desc="join", unit="ex", file=sys.stderr) as bar,
-                ):
-                    while time.monotonic() < deadline and worker.poll() is None:
-                        stats = _stats(client) or stats
-                        joined = stats.counters.get("joined", 0) if stats else 0
-                        bar.update(joined - bar.n)
-                        if joined >= pairs:
-                            break
-                        time.sleep(0.5)
-                if stats is None or joined < pairs or stats.last_join_at is None or stats.first_record_at is None:
-                    counters = stats.counters if stats else None
-                    raise RuntimeError(f"the worker joined {counters} of {pairs}; log: {log.read_text()[-3000:]}")
-                elapsed = stats.last_join_at - stats.first_record_at
-                durable = _count_examples(settings, pairs)
-                worker.terminate()
-                worker.wait(30)
+            worker = start_part(Part.PROCESSOR, env=env, log=log)
+            deadline = time.monotonic() + timeout_s
+            stats: ProcessorStats | None = None
+            joined = 0
+            with (
+                ProcessorClient(f"http://127.0.0.1:{port}") as client,
+                tqdm(total=pairs, desc="join", unit="ex", file=sys.stderr) as bar,
+            ):
+                while time.monotonic() < deadline and worker.running():
+                    stats = _stats(client) or stats
+                    joined = stats.counters.get("joined", 0) if stats else 0
+                    bar.update(joined - bar.n)
+                    if joined >= pairs:
+                        break
+                    time.sleep(0.5)
+            if stats is None or joined < pairs or stats.last_join_at is None or stats.first_record_at is None:
+                counters = stats.counters if stats else None
+                raise RuntimeError(f"the worker joined {counters} of {pairs}; log: {worker.log_tail()}")
+            elapsed = stats.last_join_at - stats.first_record_at
+            durable = _count_examples(settings, pairs)
+            worker.stop(30)
     finally:
-        if worker is not None and worker.poll() is None:
+        if worker is not None and worker.running():
             worker.kill()
         admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
         doomed = [topic_name(k, settings) for k in TopicKey]

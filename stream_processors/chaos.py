@@ -21,13 +21,9 @@ production. The test suite runs each scenario once (``tests/test_processor_chaos
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -46,6 +42,7 @@ from producers.publisher import EventPublisher
 from producers.settings import ProducerSettings
 from schemas.errors import MaximumContinualError
 from schemas.events import Message, PredictionEvent, RewardEvent, TrainingExample
+from schemas.process import Part, start_part
 from schemas.topics import TopicKey, topic_name
 from stream_processors.api import ProcessorClient, ProcessorStats
 
@@ -89,7 +86,6 @@ class WorkerProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir / f"worker-{slot}-{self.port}.log"
         full_env = {
-            **os.environ,
             "MC_TOPIC_PREFIX": settings.topic_prefix,
             "MC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "MC_PROCESSOR_APP_ID": app_id,
@@ -99,14 +95,7 @@ class WorkerProcess:
             "MC_PROCESSOR_LOG_LEVEL": "info",
             **env,
         }
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "stream_processors"],
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=_REPO,
-            )
+        self.proc = start_part(Part.PROCESSOR, env=full_env, log=self.log, cwd=_REPO, name=f"worker {slot}")
         self.client = ProcessorClient(f"http://127.0.0.1:{self.port}")
 
     def stats(self) -> ProcessorStats | None:
@@ -119,7 +108,7 @@ class WorkerProcess:
     def wait(self, pred: Callable[[ProcessorStats], bool], timeout_s: float = 90) -> ProcessorStats:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if not self.proc.running():
                 raise ChaosError(f"worker {self.slot} died: {self.log_tail()}")
             st = self.stats()
             if st is not None and pred(st):
@@ -128,7 +117,7 @@ class WorkerProcess:
         raise ChaosError(f"worker {self.slot} timed out; last stats {self.stats()}; log: {self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+        return self.proc.log_tail(chars)
 
     def bad_lines(self) -> list[str]:
         """Crash lines. Not crashes, though logged at ERROR: a starved event loop's keepalive warning, and
@@ -137,18 +126,12 @@ class WorkerProcess:
         return [x for x in lines if any(b in x for b in BAD_LOG_LINES) and not any(o in x for o in _NOT_CRASHES)]
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc.running():
+            self.proc.kill()
         self.client.close()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.proc.stop(30)
         self.client.close()
 
 
@@ -259,7 +242,7 @@ class _Run:
     def save_stats(self) -> None:
         """Each live worker's /processor/ page, beside its log (for a run that lost something)."""
         for w in self.workers:
-            if w.proc.poll() is None:
+            if w.proc.running():
                 st = w.stats()
                 (self.dir / f"stats-{w.slot}-{w.port}.json").write_text(st.model_dump_json(indent=1) if st else "{}")
 

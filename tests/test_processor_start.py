@@ -10,10 +10,7 @@ reward after 55.8 s.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -25,6 +22,7 @@ import pytest
 
 from producers import EventConsumer, EventPublisher, ProducerSettings
 from schemas import Message, PredictionEvent, RewardEvent, TopicKey, TrainingExample, topic_name
+from schemas.process import Part, start_part
 
 #: what a crash loop or a topic created too late leaves in the worker's log
 BAD_LOG_LINES = ("Traceback", "PartitionsMismatch", "missing topic", "Crashed", "[ERROR]")
@@ -103,7 +101,6 @@ def test_first_start_on_a_fresh_broker_joins_the_first_reward_at_once(
         port = sock.getsockname()[1]
     log = tmp_path / "worker.log"
     env = {
-        **os.environ,
         "MC_TOPIC_PREFIX": settings.topic_prefix,
         "MC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "MC_PROCESSOR_APP_ID": app_id,
@@ -111,21 +108,10 @@ def test_first_start_on_a_fresh_broker_joins_the_first_reward_at_once(
         "MC_PROCESSOR_WEB_PORT": str(port),
         "MC_PROCESSOR_LOG_LEVEL": "info",
     }
-    started = time.monotonic()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_processors"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[1],
-        )
+    proc = start_part(Part.PROCESSOR, env=env, log=log, cwd=Path(__file__).resolve().parents[1])
     try:
-        while _stats(port).get("assigned") is None:  # set once the tables are recovered and partitions owned
-            assert proc.poll() is None, f"worker died: {log.read_text()[-3000:]}"
-            assert time.monotonic() - started < 40, f"worker not ready in 40 s: {log.read_text()[-3000:]}"
-            time.sleep(0.2)
-        ready_s = time.monotonic() - started
+        # "assigned" is set once the tables are recovered and partitions owned
+        ready_s = proc.wait_ready(lambda: _stats(port).get("assigned") is not None, 40)
 
         pred = PredictionEvent(model_id="m", base_model="b", messages=[Message(role="user", content="q")])
         reward = RewardEvent(prediction_id=pred.prediction_id, model_id="m", reward=1.0)
@@ -142,23 +128,18 @@ def test_first_start_on_a_fresh_broker_joins_the_first_reward_at_once(
                 item = consumer.poll(0.5)
                 if item is not None:
                     example, example_ms = item.event, item.record.timestamp_ms
-        assert example is not None, f"no example in 20 s; stats {_stats(port)}; log: {log.read_text()[-3000:]}"
+        assert example is not None, f"no example in 20 s; stats {_stats(port)}; log: {proc.log_tail()}"
         assert example.example_id == reward.reward_id and example_ms is not None
         # the example's record timestamp is when the worker produced it (faust leaves it to the producer):
         # the join's latency, without this reader's group join
         join_s = (example_ms - sent_ms) / 1000
         _assert_changelogs_shaped(settings, app_id)
         print(f"worker ready after {ready_s:.1f} s; first reward joined in {join_s:.2f} s")
-        assert join_s <= 5.0, f"first reward joined after {join_s:.1f} s; log: {log.read_text()[-3000:]}"
+        assert join_s <= 5.0, f"first reward joined after {join_s:.1f} s; log: {proc.log_tail()}"
         time.sleep(1.5)  # an expiry pass and a commit after the join: a late crash shows up in the log too
-        assert proc.poll() is None, f"worker died: {log.read_text()[-3000:]}"
+        assert proc.running(), f"worker died: {proc.log_tail()}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        proc.stop(30)
     text = log.read_text()
     bad = [line for line in text.splitlines() if any(b in line for b in BAD_LOG_LINES)]
     assert not bad, f"the worker's log has crash lines: {bad[:5]}; log: {text[-3000:]}"

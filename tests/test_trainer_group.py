@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 
 from producers.publisher import EventPublisher
 from schemas.events import AdapterUpdate
+from schemas.process import Part, PartProcess, start_part
 from schemas.storage import MANIFEST_FILE, adapter_prefix, s3_client
 from schemas.topics import TopicKey
 from tests.test_trainer_fixtures import example, trainer_env
@@ -22,7 +21,7 @@ from tests.test_trainer_fixtures import example, trainer_env
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
 
 WINDOW = 4
-Proc = subprocess.Popen[bytes]
+Proc = PartProcess
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,7 +34,7 @@ def _wait_for(client, bucket: str, want: dict[str, int], procs: list[Proc], log:
     deadline = time.monotonic() + timeout
     while any(len(_versions(client, bucket, m)) < n for m, n in want.items()):
         assert time.monotonic() < deadline, log.read_text()[-3000:]
-        assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+        assert all(p.running() for p in procs), log.read_text()[-3000:]
         time.sleep(0.5)
 
 
@@ -47,7 +46,7 @@ def _wait_for_members(bootstrap: str, group: str, n: int, procs: list[Proc], log
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     while True:
-        assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+        assert all(p.running() for p in procs), log.read_text()[-3000:]
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         try:
             desc = admin.describe_consumer_groups([group])[group].result(10)
@@ -86,31 +85,22 @@ def test_two_trainers_split_models_and_one_is_killed(topics, bucket, model_id, g
                     sent[m].append(ex.example_id)
 
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "trainer"], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-        )
-        for log in logs
-    ]
+    procs = [start_part(Part.TRAINER, env=env, log=log, cwd=ROOT) for log in logs]
     try:
         _wait_for_members(settings.kafka_bootstrap, env["MC_GROUP_ID"], 2, procs, logs[0])
         publish(1)  # with each model's probe example: a window of 4 per model, and one example over
         _wait_for(client, bucket, dict.fromkeys(models, 1), procs, logs[0])
         owners = [{m for m in models if f"{m} v1 published" in log.read_text()} for log in logs]
         assert all(owners) and not owners[0] & owners[1], owners  # they split the models
-        procs[0].send_signal(signal.SIGKILL)
-        assert procs[0].wait(30) == -signal.SIGKILL
+        assert procs[0].kill() == -signal.SIGKILL
         publish(2)  # the survivor takes the dead one's partitions over after its session expires
         _wait_for(client, bucket, dict.fromkeys(models, 3), procs[1:], logs[1])
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            if proc.running():
+                proc.signal(signal.SIGTERM)  # both at once: each may be busy with a window
         for proc in procs:
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.stop(120)
     for m in models:
         assert _versions(client, bucket, m) == [1, 2, 3]
         trained: list[str] = []

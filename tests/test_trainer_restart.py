@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +24,7 @@ import pytest
 from producers.consumer import EventConsumer
 from producers.publisher import EventPublisher
 from schemas.events import AdapterUpdate
+from schemas.process import Part, PartProcess, start_part
 from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, s3_client
 from schemas.topics import TopicKey, topic_name
 from tests.test_trainer_fixtures import example, patiently, trainer_env
@@ -36,20 +35,18 @@ WINDOW, WINDOWS = 4, 5
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _start(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    module = "tests.test_trainer_failpoint" if "MC_TEST_FAILPOINT" in env else "trainer"
-    return subprocess.Popen(
-        [sys.executable, "-m", module, *extra], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
+def _start(env: dict[str, str], log: Path, *extra: str) -> PartProcess:
+    # the failpoint wrapper runs the trainer's own main under another module name
+    part = "tests.test_trainer_failpoint" if "MC_TEST_FAILPOINT" in env else Part.TRAINER
+    return start_part(part, *extra, env=env, log=log, cwd=ROOT, name="trainer")
 
 
-def _wait(proc: subprocess.Popen[bytes], log: Path, timeout: float = 150) -> int:
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+def _wait(proc: PartProcess, log: Path, timeout: float = 150) -> int:
+    code = proc.wait(timeout)
+    if code is None:
         proc.kill()
-        proc.wait()
         pytest.fail(f"the trainer did not finish in {timeout} s; log:\n{log.read_text()[-3000:]}")
+    return code
 
 
 def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id, group_id, s3, tmp_path) -> None:
@@ -86,11 +83,10 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
     v5 = adapter_prefix(mid, 5) + MANIFEST_FILE
     deadline = time.monotonic() + 150
     while not client.list_objects_v2(Bucket=bucket, Prefix=v5).get("KeyCount"):
-        assert proc.poll() is None, log.read_text()[-3000:]
+        assert proc.running(), log.read_text()[-3000:]
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(30) == -signal.SIGKILL
+    assert proc.kill() == -signal.SIGKILL
     # 4: finishes the job and stops when idle
     assert _wait(_start(env, log, "--idle-exit", "8"), log) == 0, log.read_text()[-3000:]
 
