@@ -109,8 +109,14 @@ class Node:
 
 
 def route_key(body: dict[str, Any]) -> bytes:
-    """What picks live or canary for a request: its conversation up to the first user message, which
-    every turn of one agent run repeats (so a whole trajectory is answered by one version)."""
+    """What picks live or canary for a request, the same for every turn of one agent run (so a whole
+    trajectory is answered by one version): OpenAI's ``user`` field where the client sets it (the SDK
+    sends one id per agent run), else the conversation up to its first user message. The fallback
+    cannot tell runs apart whose heads are equal (few-shot examples as user/assistant turns): all of
+    them then take the same arm."""
+    user = body.get("user")
+    if isinstance(user, str) and user:
+        return b"user:" + user.encode()
     head: list[Any] = []
     for message in body.get("messages") or []:
         head.append(message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,10 @@ async def run_agent(
 ) -> AgentRun:
     t_start = time.perf_counter()
     run = AgentRun(messages=expand_examples(messages))
+    # every turn of this run carries one id: a node running a canary answers the run with one version
+    # (its first turn's, which the PredictionEvent names); few-shot turns make the conversation's head
+    # the same for every run of an app, so it cannot tell runs apart
+    session = uuid.uuid4().hex
     llm_s = exec_s = 0.0
     # One sandbox process for the run, started now so it imports while the model writes the first
     # step; closed (killed) on every way out, cancellation included. Refused imports raise here,
@@ -143,6 +148,7 @@ async def run_agent(
                     max_tokens=config.max_tokens,
                     temperature=config.temperature,
                     stop=STOP,
+                    session=session,
                 )
             except InferenceError as exc:
                 if exc.status != 400 or not run.turns:

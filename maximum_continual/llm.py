@@ -53,8 +53,18 @@ class Completion:
 
 class LLMClient(Protocol):
     async def complete(
-        self, messages: Sequence[Message], *, model: str, max_tokens: int, temperature: float, stop: Sequence[str]
-    ) -> Completion: ...
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str],
+        session: str | None = None,
+    ) -> Completion:
+        """One model turn. ``session``: the same for every turn of one agent run (sent as OpenAI's
+        ``user`` field, so a node with a canary answers the whole run with one version)."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -68,9 +78,16 @@ class OpenAIChatClient:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     async def complete(
-        self, messages: Sequence[Message], *, model: str, max_tokens: int, temperature: float, stop: Sequence[str]
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str],
+        session: str | None = None,
     ) -> Completion:
-        body = {
+        body: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
             "temperature": temperature,
@@ -79,6 +96,8 @@ class OpenAIChatClient:
             "logprobs": True,
             "return_tokens_as_token_ids": True,  # what the trainer needs of each turn
         }
+        if session is not None:
+            body["user"] = session
         try:
             resp = await self._http.post("/v1/chat/completions", json=body)
         except httpx.HTTPError as exc:

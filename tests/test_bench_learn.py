@@ -111,7 +111,7 @@ class _Scripted:
     def __init__(self, outputs: Sequence[str]) -> None:
         self.outputs = list(outputs)
 
-    async def complete(self, messages, *, model, max_tokens, temperature, stop) -> Completion:
+    async def complete(self, messages, *, model, max_tokens, temperature, stop, session=None) -> Completion:
         return Completion(self.outputs.pop(0), [1], [-0.1], "stop")
 
     async def aclose(self) -> None:

@@ -273,6 +273,24 @@ def test_every_turn_of_one_agent_run_has_the_same_route_key() -> None:
     assert route_key({"messages": first}) != route_key({"messages": [first[0], {"role": "user", "content": "3?"}]})
 
 
+def test_the_openai_user_field_keys_the_route_when_set() -> None:
+    """The SDK sends one id per agent run: runs whose heads are equal (few-shot turns) are told apart,
+    and every turn of one run keeps its key."""
+    few_shot = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "example question"},
+        {"role": "assistant", "content": "example answer"},
+    ]
+    a = [*few_shot, {"role": "user", "content": "2+2?"}]
+    b = [*few_shot, {"role": "user", "content": "3+5?"}]
+    assert route_key({"messages": a}) == route_key({"messages": b})  # the fallback cannot tell them apart
+    assert route_key({"messages": a, "user": "run-1"}) != route_key({"messages": b, "user": "run-2"})
+    later = [*a, {"role": "assistant", "content": "x"}, {"role": "user", "content": "obs"}]
+    assert route_key({"messages": a, "user": "run-1"}) == route_key({"messages": later, "user": "run-1"})
+    shares = sum(routes_to_canary(route_key({"messages": a, "user": f"run-{i}"}), 3, 0.2) for i in range(2000))
+    assert 300 < shares < 500  # ~20% of runs, though every run has the same head
+
+
 # -- the trainer's side ------------------------------------------------------------------------------------
 
 

@@ -25,9 +25,11 @@ class ScriptedLLM:
     def __init__(self, outputs: Sequence[str]) -> None:
         self.outputs = list(outputs)
         self.prompts: list[list[Message]] = []
+        self.sessions: list[str | None] = []
 
-    async def complete(self, messages, *, model, max_tokens, temperature, stop) -> Completion:
+    async def complete(self, messages, *, model, max_tokens, temperature, stop, session=None) -> Completion:
         self.prompts.append(list(messages))
+        self.sessions.append(session)
         text = self.outputs.pop(0)
         ids = list(range(len(text.split())))
         return Completion(text, ids, [-0.5] * len(ids), "stop", adapter_version=3)
@@ -91,6 +93,10 @@ def test_variables_persist_tools_run_and_final_answer_validates():
         tools=[Adder()],
     )
     assert result.final == FinalAnswer(answer="50", reasoning="added then multiplied")
+    # one id for every turn of the run (the node's canary routes the whole run by it), a new one per run
+    assert len(llm.sessions) == 2 and llm.sessions[0] and llm.sessions[0] == llm.sessions[1]
+    _, again = run([code("final_answer(answer='1', reasoning='r')")])
+    assert again.sessions[0] not in (None, llm.sessions[0])
     assert result.error is None
     obs = observations(result)
     assert obs[-1].startswith("Observation:\nExecution logs:\nsum 5")

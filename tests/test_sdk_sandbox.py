@@ -233,7 +233,7 @@ class _LLM:
         self.then = then
         self.calls = 0
 
-    async def complete(self, messages, *, model, max_tokens, temperature, stop) -> Completion:
+    async def complete(self, messages, *, model, max_tokens, temperature, stop, session=None) -> Completion:
         self.calls += 1
         if self.calls == 1:
             return Completion("```python\nx = 1\n```", [1], [-0.1], "stop", adapter_version=0)
