@@ -95,6 +95,11 @@ class ContractSettings(BaseSettings):
     part_prefix: ClassVar[str | None] = None
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties for every client, JSON (TLS/SASL: security.protocol, sasl.mechanism, "
+        "sasl.username, ssl.ca.location, ...); see schemas.kafka_config",
+    )
     topic_prefix: str = Field("mc.", description="prefix of every topic name")
     partitions: int = Field(6, ge=1, description="partitions of predictions and rewards (co-partitioned)")
     replication_factor: int = Field(1, ge=1)
