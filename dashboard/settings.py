@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from schemas.settings import ContractSettings
@@ -10,6 +12,9 @@ __all__ = ["DashboardSettings"]
 
 
 class DashboardSettings(ContractSettings):
+    #: its own variables are MC_DASHBOARD_<FIELD> (schemas.settings.env_name)
+    part_prefix: ClassVar[str | None] = "DASHBOARD"
+
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8300, ge=0, le=65535)
     #: seconds between samples of offsets (events/s and the reward history are built from samples)

@@ -40,6 +40,7 @@ from demo.workload import Sample
 from inference import NodeClient
 from maximum_continual import MaximumContinual
 from producers.admin import ensure_topics
+from schemas.kafka_config import kafka_config
 from schemas.settings import ContractSettings
 
 __all__ = ["LiveRun", "run_demo", "run_live", "trainer_window"]
@@ -61,7 +62,7 @@ def _contract(settings: DemoSettings, ids: RunIds) -> ContractSettings:
 def _delete_topics(settings: ContractSettings, run_id: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(kafka_config(settings))
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"demo-{run_id}")]
     if names:
         for fut in admin.delete_topics(names, operation_timeout=30).values():

@@ -12,6 +12,7 @@ reads the trainer's window size only to pace itself (:mod:`demo.pacing`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -22,6 +23,9 @@ __all__ = ["DemoSettings"]
 
 class DemoSettings(ContractSettings):
     """The workload, its pacing, the time budget and the runtime of one live run."""
+
+    #: its own variables are MC_DEMO_<FIELD> (schemas.settings.env_name)
+    part_prefix: ClassVar[str | None] = "DEMO"
 
     # -- budget -----------------------------------------------------------------------------------
     demo_minutes: float = Field(

@@ -10,6 +10,7 @@ from pathlib import Path
 from devstack.process import ManagedProcess, run_checked
 from devstack.settings import KAFKA_VERSION, StackSettings
 from schemas.errors import StackError
+from schemas.kafka_config import kafka_config
 
 __all__ = ["KafkaNode"]
 
@@ -117,7 +118,7 @@ class KafkaNode:
         from confluent_kafka.admin import AdminClient
 
         try:
-            md = AdminClient({"bootstrap.servers": self.s.kafka_bootstrap, "log_level": 0}).list_topics(timeout=2)
+            md = AdminClient(kafka_config(self.s, {"log_level": 0})).list_topics(timeout=2)
         except Exception as exc:  # librdkafka raises KafkaException on timeout
             return False, f"no answer: {exc}"
         return True, f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s)"

@@ -7,6 +7,8 @@ updates), so it is trusted like a trainer.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from gate.decide import GateParams
@@ -17,6 +19,9 @@ __all__ = ["GateSettings"]
 
 class GateSettings(ProducerSettings):
     """Everything the gate reads. The test's parameters are documented in :mod:`gate.decide`."""
+
+    #: its own variables are MC_GATE_<FIELD> (schemas.settings.env_name)
+    part_prefix: ClassVar[str | None] = "GATE"
 
     gate_margin: float = Field(
         0.1, ge=0, description="promote when the candidate's mean reward is not below live's by more than this"

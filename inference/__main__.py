@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference.cli import _run_node, add_node_arguments
+from schemas.extras import needs_extra
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m inference", description="Maximum Continual inference node")
-    add_node_arguments(parser)
-    sys.exit(_run_node(parser.parse_args()))
+    with needs_extra("inference"):
+        from inference.cli import _run_node, add_node_arguments
+
+        parser = argparse.ArgumentParser(prog="python -m inference", description="Maximum Continual inference node")
+        add_node_arguments(parser)
+        sys.exit(_run_node(parser.parse_args()))

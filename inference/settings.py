@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
@@ -27,6 +28,9 @@ def _default_cache() -> Path:
 
 class InferenceSettings(ContractSettings):
     """Everything the inference node reads."""
+
+    #: its own variables are MC_NODE_<FIELD> (schemas.settings.env_name)
+    part_prefix: ClassVar[str | None] = "NODE"
 
     node_host: str = Field("127.0.0.1", description="address the node's HTTP server binds")
     node_port: int = Field(8100, ge=1, le=65535, description="port of the node's HTTP server")

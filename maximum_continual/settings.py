@@ -7,6 +7,8 @@ the producer's from :class:`producers.ProducerSettings`.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, SecretStr
 
 from maximum_continual.sandbox.limits import DEFAULT_CPU_S, DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB
@@ -16,7 +18,10 @@ __all__ = ["ClientSettings"]
 
 
 class ClientSettings(ProducerSettings):
-    """Everything the SDK reads (env prefix ``MC_``)."""
+    """Everything the SDK reads (``MC_SDK_*``, and the contract's ``MC_*``)."""
+
+    #: its own variables are MC_SDK_<FIELD> (schemas.settings.env_name)
+    part_prefix: ClassVar[str | None] = "SDK"
 
     inference_url: str | None = Field(
         "http://127.0.0.1:8100",

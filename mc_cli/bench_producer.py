@@ -20,6 +20,7 @@ from producers.admin import ensure_topics
 from producers.publisher import EventPublisher, producer_config
 from producers.settings import ProducerSettings
 from schemas.events import RewardEvent
+from schemas.kafka_config import kafka_config
 from schemas.topics import TopicKey, topic_name
 
 __all__ = ["make_events", "run"]
@@ -90,7 +91,7 @@ def run(*, events: int = 50_000, event_bytes: int = 1024, rounds: int = 2) -> di
                 raw_eps.append(_raw(settings, topic, data, bar))
                 pub_eps.append(_publisher(settings, data, bar))
     finally:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(kafka_config(settings))
         names = [topic_name(k, settings) for k in TopicKey]
         for fut in admin.delete_topics(names, operation_timeout=30).values():
             fut.exception()

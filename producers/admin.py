@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from schemas.errors import TopicError
+from schemas.kafka_config import kafka_config
 from schemas.settings import ContractSettings
 from schemas.topics import TopicKey, TopicSpec, topic_registry
 
@@ -29,7 +30,7 @@ def ensure_topics(
 
     s = settings or ContractSettings()
     registry = topic_registry(s)
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    admin = AdminClient(kafka_config(s))
     try:
         existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:

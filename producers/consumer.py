@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from schemas.errors import KafkaError, SchemaError
 from schemas.events import Event
+from schemas.kafka_config import kafka_config
 from schemas.serde import decode
 from schemas.settings import ContractSettings
 from schemas.topics import TopicKey, topic_name
@@ -59,15 +60,17 @@ class EventConsumer(Generic[E]):
         self.event_type = event_type
         self.on_invalid = on_invalid
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": group_id,
-                "auto.offset.reset": "earliest" if from_beginning else "latest",
-                "enable.auto.commit": True,
-                "enable.auto.offset.store": False,  # we store after the caller is done with an event
-                "partition.assignment.strategy": "cooperative-sticky",
-                **(extra_config or {}),
-            }
+            kafka_config(
+                self.settings,
+                {
+                    "group.id": group_id,
+                    "auto.offset.reset": "earliest" if from_beginning else "latest",
+                    "enable.auto.commit": True,
+                    "enable.auto.offset.store": False,  # we store after the caller is done with an event
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    **(extra_config or {}),
+                },
+            )
         )
         self._consumer.subscribe([self.topic])
         self._pending: Any = None  # the last message handed out, stored when the next is asked for

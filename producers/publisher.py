@@ -25,6 +25,7 @@ from producers.polling import ReportPump
 from producers.settings import ProducerSettings
 from schemas.errors import DeliveryError, PublishError
 from schemas.events import Event, PredictionEvent, RewardEvent
+from schemas.kafka_config import kafka_config
 from schemas.serde import encode
 from schemas.topics import KEY_FIELDS, TopicKey, partition_key, topic_name
 
@@ -43,17 +44,19 @@ def _publish_error(topic: str, exc: Exception) -> PublishError:
 
 def producer_config(settings: ProducerSettings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The librdkafka configuration every producer of this project uses (the benchmark's too)."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "partitioner": "murmur2_random",
-        "linger.ms": settings.linger_ms,
-        "compression.type": settings.compression,
-        "delivery.timeout.ms": settings.delivery_timeout_ms,
-        "message.max.bytes": settings.max_event_bytes + 65_536,
-        **(extra or {}),
-    }
+    return kafka_config(
+        settings,
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "linger.ms": settings.linger_ms,
+            "compression.type": settings.compression,
+            "delivery.timeout.ms": settings.delivery_timeout_ms,
+            "message.max.bytes": settings.max_event_bytes + 65_536,
+            **(extra or {}),
+        },
+    )
 
 
 class EventPublisher:

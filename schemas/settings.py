@@ -1,8 +1,10 @@
 """Connection settings shared by every part (the contract's side of configuration).
 
 Each part has its own settings class that subclasses :class:`ContractSettings`, so one object holds
-everything a part reads. Precedence: constructor arguments > ``MC_*`` environment variables >
-defaults. Objects are frozen; secrets are ``SecretStr`` and masked when printed.
+everything a part reads. The contract's fields are ``MC_<FIELD>`` everywhere; a part's own fields are
+``MC_<PART>_<FIELD>`` (:func:`env_name`). Precedence: constructor arguments > ``MC_<PART>_*`` >
+``MC_*`` environment variables (the old unprefixed names of part fields, deprecated) > defaults.
+Objects are frozen; secrets are ``SecretStr`` and masked when printed.
 
 Secrets are generated per install, never constants in the code: ``mc stack up`` writes the S3
 credentials, vLLM's API key and the adapter signing key to ``{MC_STATE_DIR}/secrets.env`` (mode 0600),
@@ -13,14 +15,22 @@ compose or a deployment passes its own through ``MC_*`` variables).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from schemas.errors import ConfigurationError
 
-__all__ = ["SECRETS_FILE", "ContractSettings", "secrets_path"]
+__all__ = ["SECRETS_FILE", "ContractSettings", "env_name", "secrets_path"]
 
 SECRETS_FILE = "secrets.env"
 
@@ -30,12 +40,66 @@ def secrets_path() -> Path:
     return Path(os.environ.get("MC_STATE_DIR") or ".mc") / SECRETS_FILE
 
 
+def env_name(settings_cls: type[ContractSettings], field: str) -> str:
+    """The environment variable ``field`` of ``settings_cls`` is read from.
+
+    The contract's own fields (where Kafka, S3 and vLLM are: :class:`ContractSettings`) are ``MC_<FIELD>``
+    for every part. A part's fields carry the part's prefix, ``MC_<PART>_<FIELD>`` (``part_prefix``:
+    ``NODE``, ``TRAINER``, ``SDK``, ...), so two parts never read one name with two meanings; a field
+    whose name already starts with the part's word keeps it once (``node_id``: ``MC_NODE_ID``).
+    """
+    part = settings_cls.part_prefix
+    if part is None or field in ContractSettings.model_fields or field.startswith(f"{part.lower()}_"):
+        return f"MC_{field}".upper()
+    return f"MC_{part}_{field}".upper()
+
+
+class _PartEnvSource(PydanticBaseSettingsSource):
+    """The part's ``MC_<PART>_<FIELD>`` variables, above the ``MC_<FIELD>`` ones in precedence.
+
+    The old unprefixed names still work for one release (the plain ``MC_`` source reads them) with a
+    FutureWarning, shown by default, naming the new variable.
+    """
+
+    def __init__(self, settings_cls: type[ContractSettings]) -> None:
+        super().__init__(settings_cls)
+        self.part = settings_cls.part_prefix
+        self._env = EnvSettingsSource(settings_cls, env_prefix=f"MC_{self.part}_")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        cls = self.settings_cls
+        assert issubclass(cls, ContractSettings)
+        renamed = {f for f in cls.model_fields if env_name(cls, f) != f"MC_{f}".upper()}
+        found = {k: v for k, v in self._env().items() if k in renamed}
+        environ = {k.upper() for k in os.environ}
+        for field in sorted(renamed - set(found)):
+            old = f"MC_{field}".upper()
+            if old in environ:  # shown once per variable (Python's default filter for FutureWarning)
+                warnings.warn(
+                    f"{old} is deprecated for {cls.__name__}: set {env_name(cls, field)} "
+                    "(the unprefixed name is read for one more release)",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+        return found
+
+
 class ContractSettings(BaseSettings):
     """Where Kafka, S3 and vLLM are, and the shape of the topics."""
 
     model_config = SettingsConfigDict(env_prefix="MC_", frozen=True, extra="ignore")
+    #: the part's word in its own variables' names (``MC_<PART>_<FIELD>``); None: every field is ``MC_<FIELD>``
+    part_prefix: ClassVar[str | None] = None
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties for every client, JSON (TLS/SASL: security.protocol, sasl.mechanism, "
+        "sasl.username, ssl.ca.location, ...); see schemas.kafka_config",
+    )
     topic_prefix: str = Field("mc.", description="prefix of every topic name")
     partitions: int = Field(6, ge=1, description="partitions of predictions and rewards (co-partitioned)")
     replication_factor: int = Field(1, ge=1)
@@ -67,6 +131,9 @@ class ContractSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The path is read at each construction, so MC_STATE_DIR set by a test or a caller counts.
         install = DotEnvSettingsSource(settings_cls, env_file=secrets_path(), env_prefix="MC_")
+        if issubclass(settings_cls, ContractSettings) and settings_cls.part_prefix is not None:
+            part = _PartEnvSource(settings_cls)
+            return init_settings, part, env_settings, install, file_secret_settings
         return init_settings, env_settings, install, file_secret_settings
 
     def s3_credentials(self) -> tuple[str, str]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from stream_processors.cli import run_worker
+from schemas.extras import needs_extra
 
 if __name__ == "__main__":
-    sys.exit(run_worker())
+    with needs_extra("processor"):
+        from stream_processors.cli import run_worker
+
+        sys.exit(run_worker())

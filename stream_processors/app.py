@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.errors import TopicError
+from schemas.kafka_config import kafka_config
 from schemas.topics import TopicKey, topic_name
 from stream_processors.batching import BatchSink, consume_batches
 from stream_processors.guards import OffsetGate, drop_revoked_attachments, refuse_stale_acks
@@ -47,7 +48,7 @@ def source_partitions(settings: ProcessorSettings, timeout_s: float = 30.0) -> i
     """The partition count of predictions (refusing rewards with another count: no join then)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(kafka_config(settings))
     topics = admin.list_topics(timeout=timeout_s).topics
     names = [topic_name(TopicKey.PREDICTIONS, settings), topic_name(TopicKey.REWARDS, settings)]
     missing = [n for n in names if n not in topics]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -22,6 +22,9 @@ __all__ = ["ProcessorSettings"]
 
 class ProcessorSettings(ContractSettings):
     """Where the worker keeps its state, how long the join waits, how it talks to Kafka."""
+
+    #: its own variables are MC_PROCESSOR_<FIELD> (schemas.settings.env_name)
+    part_prefix: ClassVar[str | None] = "PROCESSOR"
 
     processor_app_id: str = Field(
         "mc-processor", description="faust app id: the consumer group and the prefix of the changelog topics"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.errors import TopicError
+from schemas.kafka_config import kafka_config
 from schemas.topics import TopicKey, topic_name
 from stream_processors.settings import ProcessorSettings
 
@@ -53,7 +54,7 @@ def ensure_source_topics(settings: ProcessorSettings, *, timeout_s: float = 30.0
     from producers.admin import ensure_topics
 
     ensure_topics(settings, timeout_s=timeout_s, log=log.info)
-    topics = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout_s).topics
+    topics = AdminClient(kafka_config(settings)).list_topics(timeout=timeout_s).topics
     return len(topics[topic_name(TopicKey.PREDICTIONS, settings)].partitions)
 
 
@@ -105,7 +106,7 @@ def ensure_worker_topics(app: Any, settings: ProcessorSettings, partitions: int,
     from confluent_kafka.cimpl import NewTopic
 
     needed = worker_topics(app, settings, partitions)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(kafka_config(settings))
     existing = admin.list_topics(timeout=timeout_s).topics
     for t in needed:
         md = existing.get(t.name)

@@ -2,7 +2,10 @@
 
 import sys
 
-from trainer.cli import main
+from schemas.extras import needs_extra
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    with needs_extra("trainer"):
+        from trainer.cli import main
+
+        sys.exit(main(sys.argv[1:]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -15,6 +15,9 @@ __all__ = ["TrainerSettings"]
 
 class TrainerSettings(ContractSettings):
     """Everything the trainer reads. Frozen, like every settings object of the project."""
+
+    #: its own variables are MC_TRAINER_<FIELD> (schemas.settings.env_name)
+    part_prefix: ClassVar[str | None] = "TRAINER"
 
     # -- where the base model is ------------------------------------------------------------------
     base_model_path: Path | None = Field(
