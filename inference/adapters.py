@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import struct
 from array import array
 from pathlib import Path
 from typing import Any
@@ -25,20 +24,13 @@ TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def _save_safetensors(tensors: dict[str, tuple[list[int], array[float]]], path: Path) -> None:
-    """A minimal float32 safetensors writer (header: JSON with dtype, shape, byte offsets)."""
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, (shape, data) in tensors.items():
-        size = len(data) * 4
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    with path.open("wb") as fh:
-        fh.write(struct.pack("<Q", len(blob)))
-        fh.write(blob)
-        for _, data in tensors.values():
-            fh.write(data.tobytes())  # little-endian on every platform we run on
+    """float32 tensors into a safetensors file, written by ``safetensors`` itself (the format's owner)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file(
+        {name: np.frombuffer(data, dtype="<f4").reshape(shape) for name, (shape, data) in tensors.items()}, str(path)
+    )
 
 
 def write_synthetic_adapter(
