@@ -30,17 +30,17 @@ import time
 from typing import Any
 
 from inference.api import UpdateSeen
-from inference.fetch import AdapterVerificationError, fetch_adapter
+from inference.fetch import fetch_adapter
 from inference.metrics import NodeMetrics
 from inference.registry import AdapterRegistry, Serving, adapter_name
 from inference.settings import InferenceSettings
 from inference.vllm_client import VllmClient
+from schemas.adapter_store import AdapterStore
 from schemas.canary import ModelView
-from schemas.errors import AdapterError, SchemaError, StorageError, UntrustedAdapterError
+from schemas.errors import AdapterError, AdapterVerificationError, SchemaError, StorageError, UntrustedAdapterError
 from schemas.events import AdapterUpdate
 from schemas.serde import decode
 from schemas.signing import verify_update
-from schemas.storage import s3_client
 from schemas.topics import TopicKey, topic_name
 
 __all__ = ["AdapterWatcher"]
@@ -60,7 +60,7 @@ class AdapterWatcher:
         self.topic = topic_name(TopicKey.ADAPTER_UPDATES, settings)
         self.last_update: UpdateSeen | None = None
         self.caught_up = asyncio.Event()
-        self._s3: Any = None
+        self._store: AdapterStore | None = None
         self._pending: dict[str, tuple[AdapterUpdate, int]] = {}
         self._views: dict[str, ModelView] = {}
         self._pending_canary: dict[str, AdapterUpdate] = {}
@@ -76,7 +76,7 @@ class AdapterWatcher:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._s3 = s3_client(self.s)
+        self._store = AdapterStore(self.s)
         self._thread = threading.Thread(target=self._consume, name="mc-adapter-updates", daemon=True)
         self._thread.start()
 
@@ -298,9 +298,10 @@ class AdapterWatcher:
         _log.info("%s: v%d live (%s loaded in %.0f ms)", model_id, update.version, name, load_ms)
 
     async def _fetch(self, update: AdapterUpdate) -> Any:
+        assert self._store is not None, "start() first"
         for attempt in range(1, self.s.load_retries + 1):
             try:
-                return await asyncio.to_thread(fetch_adapter, self._s3, update, self.s.adapter_cache_dir)
+                return await asyncio.to_thread(fetch_adapter, self._store, update, self.s.adapter_cache_dir)
             except AdapterVerificationError:
                 self.metrics.inc("verify_failures")
                 raise
