@@ -37,10 +37,10 @@ from inference.settings import InferenceSettings
 from inference.vllm_client import VllmClient
 from schemas.adapter_store import AdapterStore
 from schemas.canary import ModelView
-from schemas.errors import AdapterError, AdapterVerificationError, SchemaError, StorageError, UntrustedAdapterError
+from schemas.errors import AdapterError, AdapterVerificationError, StorageError, TopicError, UntrustedAdapterError
 from schemas.events import AdapterUpdate
-from schemas.serde import decode
 from schemas.signing import verify_update
+from schemas.topic_reader import TopicReader, read_update
 from schemas.topics import TopicKey, topic_name
 
 __all__ = ["AdapterWatcher"]
@@ -98,56 +98,38 @@ class AdapterWatcher:
     # -- the Kafka side (a thread: confluent-kafka's poll blocks) --------------------------------
 
     def _consume(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.s.kafka_bootstrap,
-                "group.id": f"mc-inference-{self.s.node_id}",
-                "enable.auto.commit": False,  # never commit: every start reads the topic from its beginning
-                "enable.partition.eof": True,
-            }
-        )
+        # never commits: every start reads the topic from its beginning (schemas.topic_reader)
+        reader = TopicReader(self.s, group_id=f"mc-inference-{self.s.node_id}")
         try:
             while not self._stop.is_set():
-                meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-                if meta is not None and meta.error is None and meta.partitions:
+                try:
+                    reader.assign(self.topic, timeout_s=10)
                     break
-                _log.warning("topic %s not found yet; retrying", self.topic)
-                self._stop.wait(2.0)
+                except TopicError:
+                    _log.warning("topic %s not found yet; retrying", self.topic)
+                    self._stop.wait(2.0)
             else:
                 return
-            parts = sorted(meta.partitions)
-            waiting = set()
-            for p in parts:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                if high > low:
-                    waiting.add(p)
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-            if not waiting:
-                self._call(self.caught_up.set)
+            caught_up = False
             while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() == -191:  # _PARTITION_EOF: the end as of now
-                        waiting.discard(msg.partition() or 0)
-                        if not waiting:
-                            self._call(self.caught_up.set)
-                    else:
-                        _log.error("consuming %s: %s", self.topic, err.str())
-                    continue
-                try:
-                    update = decode(msg.value(), AdapterUpdate, max_bytes=self.s.max_event_bytes)
-                except SchemaError as exc:
-                    _log.error("skipping a bad record at %s[%d]@%d: %s", self.topic, msg.partition(), msg.offset(), exc)
-                    self._call(self.metrics.inc, "updates_invalid")
-                    continue
-                self._call(self._offer, update, msg.offset())
+                if not caught_up and reader.caught_up:
+                    caught_up = True
+                    self._call(self.caught_up.set)
+                for msg in reader.poll(0.5):
+                    record = read_update(msg, max_bytes=self.s.max_event_bytes)
+                    if record.update is None:
+                        _log.error(
+                            "skipping a bad record at %s[%d]@%d: %s",
+                            self.topic,
+                            record.partition,
+                            record.offset,
+                            record.error,
+                        )
+                        self._call(self.metrics.inc, "updates_invalid")
+                        continue
+                    self._call(self._offer, record.update, record.offset)
         finally:
-            consumer.close()
+            reader.close()
 
     def _call(self, fn: Any, *args: Any) -> None:
         assert self._loop is not None
