@@ -37,7 +37,7 @@ from inference.settings import InferenceSettings
 from inference.vllm_client import VllmClient
 from schemas.adapter_store import AdapterStore
 from schemas.canary import ModelView
-from schemas.errors import AdapterError, AdapterVerificationError, StorageError, TopicError, UntrustedAdapterError
+from schemas.errors import AdapterError, AdapterVerificationError, KafkaError, StorageError, UntrustedAdapterError
 from schemas.events import AdapterUpdate
 from schemas.signing import verify_update
 from schemas.topic_reader import TopicReader, read_update
@@ -105,8 +105,8 @@ class AdapterWatcher:
                 try:
                     reader.assign(self.topic, timeout_s=10)
                     break
-                except TopicError:
-                    _log.warning("topic %s not found yet; retrying", self.topic)
+                except KafkaError as exc:  # TopicError: not created yet; or a broker not answering yet
+                    _log.warning("%s; retrying", exc)
                     self._stop.wait(2.0)
             else:
                 return
@@ -115,7 +115,12 @@ class AdapterWatcher:
                 if not caught_up and reader.caught_up:
                     caught_up = True
                     self._call(self.caught_up.set)
-                for msg in reader.poll(0.5):
+                try:
+                    msgs = reader.poll(0.5)
+                except KafkaError as exc:  # fatal: this consumer reads nothing more; the live versions keep serving
+                    _log.critical("stopped reading %s: %s", self.topic, exc)
+                    return
+                for msg in msgs:
                     record = read_update(msg, max_bytes=self.s.max_event_bytes)
                     if record.update is None:
                         _log.error(
