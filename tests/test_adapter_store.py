@@ -26,7 +26,7 @@ def _update(bucket: str, model_id: str, version: int, files: dict[str, str], **k
         uri=adapter_uri(bucket, model_id, version),
         files=files,
         base_model="base",
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 

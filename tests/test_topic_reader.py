@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
 from producers.publisher import EventPublisher
 from schemas.errors import InvalidEventError, KafkaError, MalformedEventError, TopicError
 from schemas.events import AdapterUpdate
-from schemas.topic_reader import PARTITION_EOF, TopicReader, read_update
+from schemas.topic_reader import PARTITION_EOF, TopicReader, UpdateRecord, read_update
 from schemas.topics import TopicKey, topic_name
 
 
@@ -45,8 +46,12 @@ def test_reads_from_the_beginning_knows_its_end_and_keeps_reading(topics) -> Non
             try:
                 reader.assign(topic)
                 assert not reader.caught_up and reader.pending(topic)
-                records = []
-                reader.catch_up(lambda msg, out=records: out.append(read_update(msg)), timeout_s=30)
+                records: list[UpdateRecord] = []
+
+                def keep(msg: Any, out: list[UpdateRecord] = records) -> None:
+                    out.append(read_update(msg))
+
+                reader.catch_up(keep, timeout_s=30)
                 assert reader.caught_up and not reader.pending(topic)
                 assert sorted(r.update.version for r in records if r.update) == [u.version for u in sent]
                 errors = [r.error for r in records if r.update is None]
