@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
 from demo.freshness import Freshness, VersionTimes, split
 from inference import NodeClient
+from schemas.adapter_store import AdapterStore
 from schemas.errors import AdapterError
 from schemas.events import AdapterUpdate, TrainingExample
 from schemas.serde import decode
 from schemas.settings import ContractSettings
-from schemas.storage import MANIFEST_FILE, adapter_prefix, s3_client
 
 __all__ = ["LiveVersion", "Observer", "VersionFeed"]
 
@@ -54,7 +54,7 @@ class Observer:
         self.model_id = model_id
         self.node = node
         self.seen = 0
-        self._s3: Any = s3_client(settings)
+        self._store = AdapterStore(settings)
 
     def poll(self) -> list[LiveVersion]:
         try:
@@ -101,9 +101,7 @@ class Observer:
 
     def manifest(self, version: int) -> AdapterUpdate:
         """The version's AdapterUpdate, as the trainer wrote it to S3."""
-        key = adapter_prefix(self.model_id, version) + MANIFEST_FILE
-        body = self._s3.get_object(Bucket=self.settings.s3_bucket, Key=key)["Body"].read()
-        return decode(body, AdapterUpdate)
+        return self._store.manifest(self.model_id, version)
 
     def closing_example(self, update: AdapterUpdate) -> tuple[TrainingExample, float]:
         """The window's last example and its record timestamp (unix s).

@@ -14,11 +14,10 @@ from gate.decide import decide
 from gate.service import read_state
 from gate.settings import GateSettings
 from producers.publisher import EventPublisher
-from schemas.errors import AdapterError, SchemaError
+from schemas.adapter_store import AdapterStore
+from schemas.errors import AdapterError
 from schemas.events import AdapterUpdate, GateDecision
-from schemas.serde import decode
 from schemas.signing import sign_update
-from schemas.storage import MANIFEST_FILE, adapter_prefix, s3_client
 from schemas.topics import TopicKey
 
 __all__ = ["promote", "status"]
@@ -59,14 +58,10 @@ def status(settings: GateSettings, model_id: str) -> dict[str, Any]:
 
 
 def _manifest(settings: GateSettings, model_id: str, version: int) -> AdapterUpdate:
-    key = adapter_prefix(model_id, version) + MANIFEST_FILE
-    try:
-        body = s3_client(settings).get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
-        return decode(body, AdapterUpdate)
-    except SchemaError:
-        raise
-    except Exception as exc:  # botocore's NoSuchKey and friends
-        raise AdapterError(f"{model_id} has no readable v{version} in s3://{settings.s3_bucket}/: {exc}") from None
+    found = AdapterStore(settings).manifest_or_none(model_id, version)
+    if found is None:
+        raise AdapterError(f"{model_id} has no v{version} in s3://{settings.s3_bucket}/")
+    return found
 
 
 def promote(settings: GateSettings, model_id: str, version: int | None = None) -> AdapterUpdate:

@@ -1,11 +1,12 @@
 """The gate's Kafka side: read adapter-updates and training-examples, announce canaries and verdicts.
 
-On every start the gate reads the compacted ``adapter-updates`` from its beginning (its own consumer,
-no group, nothing committed), then every partition of ``training-examples`` from its beginning, so
-its reward arms are rebuilt from the durable topics after a crash; only then does it announce
-anything. Announcements are signed with ``MC_ADAPTER_SIGNING_KEY`` and acknowledged by the broker
-before the loop goes on; unsigned or wrongly signed records on ``adapter-updates`` are ignored (as
-nodes ignore them). Run one gate per set of topics: two would each start canaries and decide.
+On every start the gate reads the compacted ``adapter-updates`` from its beginning (the contract's
+:class:`~schemas.topic_reader.TopicReader`: its own consumer, no group, nothing committed), then
+every partition of ``training-examples`` from its beginning, so its reward arms are rebuilt from the
+durable topics after a crash; only then does it announce anything. Announcements are signed with
+``MC_ADAPTER_SIGNING_KEY`` and acknowledged by the broker before the loop goes on; unsigned or
+wrongly signed records on ``adapter-updates`` are ignored (as nodes ignore them). Run one gate per
+set of topics: two would each start canaries and decide.
 """
 
 from __future__ import annotations
@@ -20,98 +21,69 @@ from typing import Any
 from gate.core import GateCore
 from gate.settings import GateSettings
 from producers.publisher import EventPublisher
-from schemas.errors import KafkaError, SchemaError, UntrustedAdapterError
+from schemas.errors import SchemaError, UntrustedAdapterError
 from schemas.events import AdapterUpdate, TrainingExample
 from schemas.serde import decode
 from schemas.signing import sign_update, verify_update
+from schemas.topic_reader import TopicReader, read_update
 from schemas.topics import TopicKey, topic_name
 
 __all__ = ["GateService", "read_state"]
 
 _log = logging.getLogger(__name__)
-_PARTITION_EOF = -191
 
 
 class _Reader:
-    """One group-less consumer: adapter-updates first, to its end; then training-examples too."""
+    """One group-less reader: adapter-updates first, to its end; then training-examples too."""
 
     def __init__(self, settings: GateSettings, core: GateCore, *, examples: bool = True) -> None:
-        from confluent_kafka import Consumer
-
         self.s, self.core = settings, core
         self._key = settings.signing_key()
         self.updates_topic = topic_name(TopicKey.ADAPTER_UPDATES, settings)
         self.examples_topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
         self.counters: Counter[str] = Counter()
         self._want_examples = examples
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": f"mc-gate-{uuid.uuid4().hex}",  # assign() only: never joins, never commits
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "max.partition.fetch.bytes": settings.max_event_bytes + 65_536,
-            }
+        self._reader = TopicReader(
+            settings, group_id=f"mc-gate-{uuid.uuid4().hex}", max_event_bytes=settings.max_event_bytes
         )
-        self._pending: set[tuple[str, int]] = set()
         self.caught_up = False
-
-    def _assign(self, topic: str, timeout_s: float) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-        meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise KafkaError(f"topic {topic} does not exist (run `mc topics ensure`)")
-        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
-        for tp in parts:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
-            if high > low:
-                self._pending.add((topic, tp.partition))
-        self._consumer.incremental_assign(parts)
 
     def catch_up(self, timeout_s: float = 60.0) -> None:
         """Read adapter-updates, then training-examples, up to their ends as of now."""
         steps = [self.updates_topic] + ([self.examples_topic] if self._want_examples else [])
         deadline = time.monotonic() + timeout_s
         for topic in steps:
-            self._assign(topic, timeout_s)
-            while any(t == topic for t, _ in self._pending):
-                if time.monotonic() > deadline:
-                    raise KafkaError(f"{topic} not read to its end within {timeout_s} s")
-                self.poll(0.2)
+            self._reader.assign(topic, timeout_s=timeout_s)
+            self._reader.catch_up(self._apply, timeout_s=max(0.0, deadline - time.monotonic()))
         self.caught_up = True
 
     def poll(self, timeout_s: float) -> int:
         """Apply what arrived (waiting up to ``timeout_s`` for the first record); the number applied."""
-        msgs = self._consumer.consume(500, timeout=timeout_s)
+        msgs = self._reader.poll(timeout_s)
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() == _PARTITION_EOF:
-                    self._pending.discard((msg.topic(), msg.partition()))
-                else:
-                    _log.error("consuming %s: %s", msg.topic(), err.str())
-                continue
-            if msg.topic() == self.updates_topic:
-                self._update(msg)
-            else:
-                self._example(msg)
+            self._apply(msg)
         return len(msgs)
 
+    def _apply(self, msg: Any) -> None:
+        if msg.topic() == self.updates_topic:
+            self._update(msg)
+        else:
+            self._example(msg)
+
     def _update(self, msg: Any) -> None:
+        record = read_update(msg, max_bytes=self.s.max_event_bytes)
+        if record.update is None:
+            self.counters["updates_invalid"] += 1
+            _log.warning("ignoring a bad record at %s@%d: %s", self.updates_topic, record.offset, record.error)
+            return
         try:
-            update = decode(msg.value(), AdapterUpdate, max_bytes=self.s.max_event_bytes)
-            verify_update(update, self._key, self.s.s3_bucket)
+            verify_update(record.update, self._key, self.s.s3_bucket)
         except UntrustedAdapterError as exc:
             self.counters["updates_refused"] += 1
-            _log.error("ignoring an update at %s@%d: %s", self.updates_topic, msg.offset(), exc)
-            return
-        except SchemaError as exc:
-            self.counters["updates_invalid"] += 1
-            _log.warning("ignoring a bad record at %s@%d: %s", self.updates_topic, msg.offset(), exc)
+            _log.error("ignoring an update at %s@%d: %s", self.updates_topic, record.offset, exc)
             return
         self.counters["updates"] += 1
-        self.core.on_update(update)
+        self.core.on_update(record.update)
 
     def _example(self, msg: Any) -> None:
         try:
@@ -123,7 +95,7 @@ class _Reader:
         self.core.on_example(example)
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
 
 def read_state(settings: GateSettings, *, examples: bool = True) -> GateCore:

@@ -1,6 +1,7 @@
 """Put adapter versions where nodes find them: upload to S3 with sha256s, announce an AdapterUpdate.
 
-Used by the swap benchmark and the tests (the trainer has its own publishing path). Also writes
+Used by the swap benchmark and the tests (the trainer publishes through the same store, with its own
+bookkeeping and the crash order of :mod:`trainer.publish`). Also writes
 *synthetic* LoRA adapters (random A/B matrices in PEFT's file layout) without torch or PEFT, so the
 benchmark can make as many distinct versions as it needs from the base checkpoint's config alone.
 """
@@ -9,15 +10,15 @@ from __future__ import annotations
 
 import json
 import random
-import struct
 from array import array
 from pathlib import Path
 from typing import Any
 
+from schemas.adapter_store import AdapterStore
+from schemas.errors import VersionTaken
 from schemas.events import AdapterUpdate
 from schemas.settings import ContractSettings
 from schemas.signing import sign_update
-from schemas.storage import ADAPTER_FILES, MANIFEST_FILE, adapter_prefix, adapter_uri, sha256_file
 
 __all__ = ["TARGET_MODULES", "delete_adapters", "upload_adapter", "write_synthetic_adapter"]
 
@@ -25,20 +26,13 @@ TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def _save_safetensors(tensors: dict[str, tuple[list[int], array[float]]], path: Path) -> None:
-    """A minimal float32 safetensors writer (header: JSON with dtype, shape, byte offsets)."""
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, (shape, data) in tensors.items():
-        size = len(data) * 4
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    with path.open("wb") as fh:
-        fh.write(struct.pack("<Q", len(blob)))
-        fh.write(blob)
-        for _, data in tensors.values():
-            fh.write(data.tobytes())  # little-endian on every platform we run on
+    """float32 tensors into a safetensors file, written by ``safetensors`` itself (the format's owner)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file(
+        {name: np.frombuffer(data, dtype="<f4").reshape(shape) for name, (shape, data) in tensors.items()}, str(path)
+    )
 
 
 def write_synthetic_adapter(
@@ -92,30 +86,30 @@ def upload_adapter(
 ) -> AdapterUpdate:
     """Upload ``folder``'s adapter files as ``version`` and return the AdapterUpdate announcing it.
 
-    ``corrupt=True`` announces a wrong sha256 for the weights (to test that nodes refuse it).
+    Written through the contract's :class:`~schemas.adapter_store.AdapterStore`, as the trainer writes:
+    each file and the manifest only if absent, so a version is never rewritten (raises
+    :class:`~schemas.errors.VersionTaken` for other bytes under an existing version). The manifest is
+    the signed update, what a trainer would announce. ``corrupt=True`` announces a wrong sha256 for
+    the weights (to test that nodes refuse it).
     """
-    files = {name: sha256_file(folder / name) for name in ADAPTER_FILES}
+    store = AdapterStore(settings, client=s3)
+    files = store.upload(model_id, version, folder)
     if corrupt:
         files["adapter_model.safetensors"] = "0" * 64
     update = AdapterUpdate(
         model_id=model_id,
         version=version,
-        uri=adapter_uri(settings.s3_bucket, model_id, version),
+        uri=store.uri(model_id, version),
         files=files,
         base_model=settings.base_model_name,
         parent_version=parent_version,
     )
     update = sign_update(update, settings.signing_key())  # what a trainer would announce
-    prefix = adapter_prefix(model_id, version)
-    for name in ADAPTER_FILES:
-        s3.upload_file(str(folder / name), settings.s3_bucket, prefix + name)
-    s3.put_object(Bucket=settings.s3_bucket, Key=prefix + MANIFEST_FILE, Body=update.model_dump_json().encode())
+    if not store.put_manifest(update):
+        raise VersionTaken(f"{model_id} v{version} already has a manifest in s3://{store.bucket}/")
     return update
 
 
 def delete_adapters(s3: Any, settings: ContractSettings, model_id: str) -> None:
     """Remove every stored version of ``model_id`` (benchmark and test clean-up)."""
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=f"adapters/{model_id}/")
-    for page in pages:
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+    AdapterStore(settings, client=s3).delete_model(model_id)

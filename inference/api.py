@@ -3,6 +3,8 @@
 The proxy mounts these paths and returns these models; :class:`NodeClient` calls the same paths and
 parses the same models, so server and client cannot drift apart. The chat route is the OpenAI one;
 the node adds :data:`VERSION_HEADER` and the body fields :data:`VERSION_FIELD` / :data:`ADAPTER_FIELD`.
+Those names and the route paths live in the contract (:mod:`schemas.node_api`), where the SDK reads
+them too; they are re-exported here for the node's own modules.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from schemas.events import GateDecision
+from schemas.node_api import ADAPTER_FIELD, VERSION_FIELD, VERSION_HEADER, Routes
 
 __all__ = [
     "ADAPTER_FIELD",
@@ -27,18 +30,6 @@ __all__ = [
     "SwitchRecord",
     "UpdateSeen",
 ]
-
-VERSION_HEADER = "x-mc-adapter-version"
-VERSION_FIELD = "mc_adapter_version"
-ADAPTER_FIELD = "mc_adapter"
-
-
-class Routes:
-    CHAT = "/v1/chat/completions"
-    MODELS = "/v1/models"
-    STATUS = "/status"
-    METRICS = "/metrics"
-    HEALTH = "/health"
 
 
 class SwitchRecord(BaseModel):

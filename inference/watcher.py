@@ -30,17 +30,17 @@ import time
 from typing import Any
 
 from inference.api import UpdateSeen
-from inference.fetch import AdapterVerificationError, fetch_adapter
+from inference.fetch import fetch_adapter
 from inference.metrics import NodeMetrics
 from inference.registry import AdapterRegistry, Serving, adapter_name
 from inference.settings import InferenceSettings
 from inference.vllm_client import VllmClient
+from schemas.adapter_store import AdapterStore
 from schemas.canary import ModelView
-from schemas.errors import AdapterError, SchemaError, StorageError, UntrustedAdapterError
+from schemas.errors import AdapterError, AdapterVerificationError, KafkaError, StorageError, UntrustedAdapterError
 from schemas.events import AdapterUpdate
-from schemas.serde import decode
 from schemas.signing import verify_update
-from schemas.storage import s3_client
+from schemas.topic_reader import TopicReader, read_update
 from schemas.topics import TopicKey, topic_name
 
 __all__ = ["AdapterWatcher"]
@@ -60,7 +60,7 @@ class AdapterWatcher:
         self.topic = topic_name(TopicKey.ADAPTER_UPDATES, settings)
         self.last_update: UpdateSeen | None = None
         self.caught_up = asyncio.Event()
-        self._s3: Any = None
+        self._store: AdapterStore | None = None
         self._pending: dict[str, tuple[AdapterUpdate, int]] = {}
         self._views: dict[str, ModelView] = {}
         self._pending_canary: dict[str, AdapterUpdate] = {}
@@ -76,7 +76,7 @@ class AdapterWatcher:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._s3 = s3_client(self.s)
+        self._store = AdapterStore(self.s)
         self._thread = threading.Thread(target=self._consume, name="mc-adapter-updates", daemon=True)
         self._thread.start()
 
@@ -98,56 +98,43 @@ class AdapterWatcher:
     # -- the Kafka side (a thread: confluent-kafka's poll blocks) --------------------------------
 
     def _consume(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.s.kafka_bootstrap,
-                "group.id": f"mc-inference-{self.s.node_id}",
-                "enable.auto.commit": False,  # never commit: every start reads the topic from its beginning
-                "enable.partition.eof": True,
-            }
-        )
+        # never commits: every start reads the topic from its beginning (schemas.topic_reader)
+        reader = TopicReader(self.s, group_id=f"mc-inference-{self.s.node_id}")
         try:
             while not self._stop.is_set():
-                meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-                if meta is not None and meta.error is None and meta.partitions:
+                try:
+                    reader.assign(self.topic, timeout_s=10)
                     break
-                _log.warning("topic %s not found yet; retrying", self.topic)
-                self._stop.wait(2.0)
+                except KafkaError as exc:  # TopicError: not created yet; or a broker not answering yet
+                    _log.warning("%s; retrying", exc)
+                    self._stop.wait(2.0)
             else:
                 return
-            parts = sorted(meta.partitions)
-            waiting = set()
-            for p in parts:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                if high > low:
-                    waiting.add(p)
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-            if not waiting:
-                self._call(self.caught_up.set)
+            caught_up = False
             while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() == -191:  # _PARTITION_EOF: the end as of now
-                        waiting.discard(msg.partition() or 0)
-                        if not waiting:
-                            self._call(self.caught_up.set)
-                    else:
-                        _log.error("consuming %s: %s", self.topic, err.str())
-                    continue
+                if not caught_up and reader.caught_up:
+                    caught_up = True
+                    self._call(self.caught_up.set)
                 try:
-                    update = decode(msg.value(), AdapterUpdate, max_bytes=self.s.max_event_bytes)
-                except SchemaError as exc:
-                    _log.error("skipping a bad record at %s[%d]@%d: %s", self.topic, msg.partition(), msg.offset(), exc)
-                    self._call(self.metrics.inc, "updates_invalid")
-                    continue
-                self._call(self._offer, update, msg.offset())
+                    msgs = reader.poll(0.5)
+                except KafkaError as exc:  # fatal: this consumer reads nothing more; the live versions keep serving
+                    _log.critical("stopped reading %s: %s", self.topic, exc)
+                    return
+                for msg in msgs:
+                    record = read_update(msg, max_bytes=self.s.max_event_bytes)
+                    if record.update is None:
+                        _log.error(
+                            "skipping a bad record at %s[%d]@%d: %s",
+                            self.topic,
+                            record.partition,
+                            record.offset,
+                            record.error,
+                        )
+                        self._call(self.metrics.inc, "updates_invalid")
+                        continue
+                    self._call(self._offer, record.update, record.offset)
         finally:
-            consumer.close()
+            reader.close()
 
     def _call(self, fn: Any, *args: Any) -> None:
         assert self._loop is not None
@@ -298,9 +285,10 @@ class AdapterWatcher:
         _log.info("%s: v%d live (%s loaded in %.0f ms)", model_id, update.version, name, load_ms)
 
     async def _fetch(self, update: AdapterUpdate) -> Any:
+        assert self._store is not None, "start() first"
         for attempt in range(1, self.s.load_retries + 1):
             try:
-                return await asyncio.to_thread(fetch_adapter, self._s3, update, self.s.adapter_cache_dir)
+                return await asyncio.to_thread(fetch_adapter, self._store, update, self.s.adapter_cache_dir)
             except AdapterVerificationError:
                 self.metrics.inc("verify_failures")
                 raise

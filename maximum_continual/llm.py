@@ -19,13 +19,12 @@ import httpx
 
 from schemas.errors import MaximumContinualError
 from schemas.events import Message
+from schemas.node_api import VERSION_FIELD, VERSION_HEADER, Routes
 
 __all__ = ["VERSION_HEADER", "Completion", "InferenceError", "LLMClient", "OpenAIChatClient"]
 
 _log = logging.getLogger(__name__)
 
-#: the header in which the inference node names the adapter version that served a request
-VERSION_HEADER = "x-mc-adapter-version"
 #: a logprob the server reported as -inf becomes this (events carry finite floats only)
 _LOGPROB_FLOOR = -1.0e4
 
@@ -99,7 +98,7 @@ class OpenAIChatClient:
         if session is not None:
             body["user"] = session
         try:
-            resp = await self._http.post("/v1/chat/completions", json=body)
+            resp = await self._http.post(Routes.CHAT, json=body)
         except httpx.HTTPError as exc:
             raise InferenceError(f"{self.base_url} did not answer: {exc!r}") from None
         if resp.status_code != 200:
@@ -122,7 +121,7 @@ def parse_completion(data: dict[str, Any], version_header: str | None) -> Comple
         logprobs = [_finite(float(e["logprob"])) for e in entries] if entries else None
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise InferenceError(f"not a chat completion with token ids: {exc!r}") from None
-    version = int(version_header) if version_header is not None else int(data.get("mc_adapter_version", 0))
+    version = int(version_header) if version_header is not None else int(data.get(VERSION_FIELD, 0))
     return Completion(text, token_ids, logprobs, choice.get("finish_reason"), version)
 
 

@@ -4,6 +4,9 @@ The original key and value travel unchanged (base64), so a fixed record can be r
 was; ``reason`` is a short machine-readable tag (``malformed``, ``invalid``, ``expired_unmatched``,
 ...), ``error`` the human-readable cause. A dead letter is not an event of the contract (it has no
 ``model_id``): it is keyed by the original record's key on a single-partition topic.
+
+:func:`dead_letter_bytes` is the one builder every worker uses (the processor, the trainer), so a
+letter's bytes do not depend on who wrote it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.events import SCHEMA_VERSION, Id, new_id, utcnow
 
-__all__ = ["DeadLetter"]
+__all__ = ["DeadLetter", "dead_letter_bytes"]
 
 
 class DeadLetter(BaseModel):
@@ -46,3 +49,32 @@ class DeadLetter(BaseModel):
     @property
     def value(self) -> bytes | None:
         return None if self.value_b64 is None else base64.b64decode(self.value_b64)
+
+
+def dead_letter_bytes(
+    *,
+    reason: str,
+    error: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    producer: str,
+) -> bytes:
+    """The bytes to publish on ``dead-letters`` for the record at ``topic[partition]@offset``.
+
+    ``error`` is cut to the envelope's limit instead of failing: a long traceback must not turn a
+    dead letter into a second failure.
+    """
+    letter = DeadLetter(
+        reason=reason,
+        error=error[:8192],
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        key_b64=DeadLetter.b64(key),
+        value_b64=DeadLetter.b64(value),
+        producer=producer,
+    )
+    return letter.model_dump_json().encode()

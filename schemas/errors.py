@@ -18,7 +18,9 @@ infrastructure"::
     │   └── TopicError                topics missing or not shaped as the contract says
     ├── StorageError                  the S3 store failed
     ├── AdapterError                  an adapter could not be trained, verified or loaded
-    │   └── UntrustedAdapterError     an update not signed by a trainer, or naming files elsewhere
+    │   ├── UntrustedAdapterError     an update not signed by a trainer, or naming files elsewhere
+    │   ├── AdapterVerificationError  a stored file's sha256 is not the announced one
+    │   └── VersionTaken              a version's file exists with other bytes (another writer's)
     ├── SandboxError                  agent code broke the sandbox's rules
     └── StackError                    a local service did not start or answer
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterError",
+    "AdapterVerificationError",
     "ConfigurationError",
     "DeliveryError",
     "EventTooLargeError",
@@ -45,6 +48,7 @@ __all__ = [
     "UnsupportedFormatVersionError",
     "UnsupportedSchemaVersionError",
     "UntrustedAdapterError",
+    "VersionTaken",
 ]
 
 
@@ -157,6 +161,14 @@ class UntrustedAdapterError(AdapterError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class AdapterVerificationError(AdapterError):
+    """A downloaded file's sha256 differs from the one the AdapterUpdate (or the object) announced."""
+
+
+class VersionTaken(AdapterError):
+    """A file of the version exists with other bytes: another writer's (alive, or crashed) files."""
 
 
 class SandboxError(MaximumContinualError):

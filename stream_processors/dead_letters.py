@@ -1,4 +1,4 @@
-"""Dead letters: the envelope bytes for a refused record, and the worker's error policy.
+"""Dead letters: the worker's error policy (the envelope bytes come from :mod:`schemas.dead_letter`).
 
 Policy (decided per failure, not by a catch-all): a record that is not a valid event of its topic
 (:class:`~schemas.errors.SchemaError`), is keyed by something other than its prediction_id, cannot
@@ -9,30 +9,6 @@ uncommitted records are processed again by whoever takes the partitions over.
 
 from __future__ import annotations
 
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import dead_letter_bytes
 
-__all__ = ["dead_letter_bytes"]
-
-
-def dead_letter_bytes(
-    *,
-    reason: str,
-    error: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    producer: str,
-) -> bytes:
-    letter = DeadLetter(
-        reason=reason,
-        error=error[:8192],
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        key_b64=DeadLetter.b64(key),
-        value_b64=DeadLetter.b64(value),
-        producer=producer,
-    )
-    return letter.model_dump_json().encode()
+__all__ = ["dead_letter_bytes"]  # built by the contract (one builder for every worker); kept here for the worker
