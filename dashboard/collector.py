@@ -45,8 +45,8 @@ class Collector:
         self.s = settings or DashboardSettings()
         self.group_prefix = group_prefix
         self.topics = [topic_name(k, self.s) for k in TopicKey]
-        self._lag = LagReader(self.s.kafka_bootstrap)
-        self._dead = DeadLetterCounts(self.s.kafka_bootstrap, topic_name(TopicKey.DEAD_LETTERS, self.s))
+        self._lag = LagReader(self.s)
+        self._dead = DeadLetterCounts(self.s, topic_name(TopicKey.DEAD_LETTERS, self.s))
         self._processors = {url: ProcessorClient(url, timeout_s=3.0) for url in self.s.urls(self.s.processor_urls)}
         self._totals: deque[tuple[float, dict[str, int]]] = deque(maxlen=self.s.dashboard_history)
         self._rewards: deque[dict[str, Any]] = deque(maxlen=self.s.dashboard_history)

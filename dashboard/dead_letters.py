@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from schemas.dead_letter import DeadLetter
 from schemas.errors import KafkaError
+from schemas.kafka_config import kafka_config
+from schemas.settings import ContractSettings
 
 __all__ = ["UNREADABLE", "DeadLetterCounts"]
 
@@ -27,7 +29,9 @@ UNREADABLE = "unreadable_dead_letter"
 class DeadLetterCounts:
     """Counts ``reason`` over every record of one topic, incrementally; call :meth:`read` per sample."""
 
-    def __init__(self, bootstrap: str, topic: str, *, max_records: int = 50_000, budget_s: float = 2.0) -> None:
+    def __init__(
+        self, settings: ContractSettings, topic: str, *, max_records: int = 50_000, budget_s: float = 2.0
+    ) -> None:
         from confluent_kafka import Consumer
 
         self.topic = topic
@@ -36,14 +40,16 @@ class DeadLetterCounts:
         #: next offset to count, per partition (None until the topic exists and is assigned)
         self._next: dict[int, int] | None = None
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                # required by the client; never used: assign() joins no group and nothing is committed
-                "group.id": "mc-dashboard-dead-letters",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",  # a partition whose start was deleted by retention
-                "log_level": 3,
-            }
+            kafka_config(
+                settings,
+                {
+                    # required by the client; never used: assign() joins no group and nothing is committed
+                    "group.id": "mc-dashboard-dead-letters",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",  # a partition whose start was deleted by retention
+                    "log_level": 3,
+                },
+            )
         )
 
     def read(self, timeout_s: float = 10.0) -> dict[str, int]:

@@ -11,6 +11,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from schemas.kafka_config import kafka_config
+from schemas.settings import ContractSettings
+
 __all__ = ["LagReader", "LagRow"]
 
 
@@ -31,20 +34,15 @@ class LagRow:
 class LagReader:
     """Reads lag for every consumer group (or those whose id starts with ``group_prefix``)."""
 
-    def __init__(self, bootstrap: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, settings: ContractSettings, *, timeout_s: float = 10.0) -> None:
         from confluent_kafka import Consumer
         from confluent_kafka.admin import AdminClient
 
         self.timeout_s = timeout_s
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+        self._admin = AdminClient(kafka_config(settings, {"log_level": 3}))
         # a consumer that never joins a group: used only to read one record's timestamp
         self._peek = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": "mc-dashboard-peek",
-                "enable.auto.commit": False,
-                "log_level": 3,
-            }
+            kafka_config(settings, {"group.id": "mc-dashboard-peek", "enable.auto.commit": False, "log_level": 3})
         )
 
     def groups(self, group_prefix: str = "") -> list[str]:

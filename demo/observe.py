@@ -17,6 +17,7 @@ from inference import NodeClient
 from schemas.adapter_store import AdapterStore
 from schemas.errors import AdapterError
 from schemas.events import AdapterUpdate, TrainingExample
+from schemas.kafka_config import kafka_config
 from schemas.serde import decode
 from schemas.settings import ContractSettings
 
@@ -114,13 +115,7 @@ class Observer:
         if not update.window.ranges:
             raise AdapterError(f"{self.model_id} v{update.version} names no window")
         last = max(update.window.ranges, key=lambda r: r.last_offset)
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": "demo-observer",
-                "enable.auto.commit": False,
-            }
-        )
+        consumer = Consumer(kafka_config(self.settings, {"group.id": "demo-observer", "enable.auto.commit": False}))
         try:
             consumer.assign([TopicPartition(last.topic, last.partition, last.last_offset)])
             for _ in range(40):

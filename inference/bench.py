@@ -31,6 +31,7 @@ from inference.launch import node_process
 from inference.load import LoadGenerator, Target, percentile, version_was_live
 from inference.registry import adapter_name
 from inference.settings import InferenceSettings
+from schemas.kafka_config import kafka_config
 from schemas.storage import s3_client
 from schemas.topics import TopicKey, topic_name
 
@@ -141,6 +142,6 @@ def run(
 def _delete_topics(settings: Any) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(kafka_config(settings))
     for fut in admin.delete_topics([topic_name(k, settings) for k in TopicKey], operation_timeout=30).values():
         fut.exception()

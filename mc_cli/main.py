@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas.errors import MaximumContinualError
+from schemas.extras import missing_extra
 
 __all__ = ["build_parser", "main"]
 
@@ -162,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except MaximumContinualError as exc:
         print(f"mc: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a part run without its install extra: say which one
+        missing = missing_extra(exc, f"mc {args.command}")
+        if missing is None:
+            raise
+        print(f"mc: {type(missing).__name__}: {missing}", file=sys.stderr)
         return 2
 
 

@@ -19,6 +19,7 @@ from schemas.events import Event
 from schemas.kafka_config import kafka_config
 from schemas.serde import decode
 from schemas.settings import ContractSettings
+from schemas.topic_reader import PARTITION_EOF
 from schemas.topics import TopicKey, topic_name
 
 __all__ = ["Consumed", "EventConsumer", "RecordInfo"]
@@ -88,7 +89,7 @@ class EventConsumer(Generic[E]):
         while msg is not None:
             err = msg.error()
             if err is not None:
-                if err.code() == -191:  # _PARTITION_EOF: not an error
+                if err.code() == PARTITION_EOF:  # not an error
                     return None
                 raise KafkaError(f"consuming {self.topic}: {err.str()}", code=err.name(), description=err.str())
             ts_type, ts = msg.timestamp()

@@ -26,6 +26,7 @@ from confluent_kafka import KafkaError as _RdKafkaError
 
 from schemas.errors import KafkaError, SchemaError, TopicError
 from schemas.events import AdapterUpdate
+from schemas.kafka_config import kafka_config
 from schemas.serde import DEFAULT_MAX_EVENT_BYTES, decode
 from schemas.settings import ContractSettings
 
@@ -72,12 +73,14 @@ class TopicReader:
     def __init__(self, settings: ContractSettings, *, group_id: str, max_event_bytes: int | None = None) -> None:
         from confluent_kafka import Consumer
 
-        config: dict[str, Any] = {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": group_id,  # assign() only: never joins, never commits
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        config = kafka_config(
+            settings,
+            {
+                "group.id": group_id,  # assign() only: never joins, never commits
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
         if max_event_bytes is not None:
             config["max.partition.fetch.bytes"] = max_event_bytes + _FETCH_SLACK
         self._consumer = Consumer(config)

@@ -24,6 +24,7 @@ import httpx
 from tqdm import tqdm
 
 from schemas.events import Message, PredictionEvent, RewardEvent
+from schemas.kafka_config import kafka_config
 from schemas.process import Part, start_part
 from schemas.settings import ContractSettings
 from schemas.topics import TopicKey, topic_name
@@ -156,7 +157,7 @@ def run(
     finally:
         if worker is not None and worker.running():
             worker.kill()
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(kafka_config(settings))
         doomed = [topic_name(k, settings) for k in TopicKey]
         doomed += [f"{app_id}-{t}-changelog" for t in ("join", "reward-metrics")] + [f"{app_id}-__assignor-__leader"]
         for fut in admin.delete_topics(doomed, operation_timeout=30).values():

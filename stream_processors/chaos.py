@@ -42,6 +42,7 @@ from producers.publisher import EventPublisher
 from producers.settings import ProducerSettings
 from schemas.errors import MaximumContinualError
 from schemas.events import Message, PredictionEvent, RewardEvent, TrainingExample
+from schemas.kafka_config import kafka_config
 from schemas.process import Part, start_part
 from schemas.topics import TopicKey, topic_name
 from stream_processors.api import ProcessorClient, ProcessorStats
@@ -258,9 +259,7 @@ class _Run:
             f"{self.app_id}-join-changelog",
         ]
         found: list[dict[str, Any]] = []
-        consumer = Consumer(
-            {"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": self.app_id, "enable.auto.commit": False}
-        )
+        consumer = Consumer(kafka_config(self.settings, {"group.id": self.app_id, "enable.auto.commit": False}))
         try:
             committed = consumer.committed(
                 [TopicPartition(n, p) for n in names[:2] for p in range(self.settings.partitions)], timeout=10
@@ -304,7 +303,7 @@ class _Run:
         names = [topic_name(key, self.settings) for key in TopicKey]
         names += [f"{self.app_id}-{t}-changelog" for t in ("join", "reward-metrics")]
         names += [f"{self.app_id}-__assignor-__leader"]
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = AdminClient(kafka_config(self.settings))
         for fut in admin.delete_topics(names, operation_timeout=30).values():
             fut.exception()
 

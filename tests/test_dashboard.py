@@ -309,7 +309,7 @@ def test_dead_letters_by_reason_and_joined_come_from_the_topics(topics) -> None:
             collector.stop()
 
     # bounded work per sample: a backlog is counted over several samples, never twice
-    counts = DeadLetterCounts(settings.kafka_bootstrap, dead_topic, max_records=3)
+    counts = DeadLetterCounts(settings, dead_topic, max_records=3)
     try:
         seen = [sum(counts.read().values()) for _ in range(5)]
     finally:

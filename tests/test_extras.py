@@ -39,3 +39,19 @@ def test_an_entry_point_without_its_extra_exits_with_the_message(capsys):
     assert "maximum-continual[processor]" in capsys.readouterr().err
     with pytest.raises(ModuleNotFoundError), needs_extra("processor"):  # not a dependency: passes through
         raise ModuleNotFoundError("No module named 'stream_processors.nope'", name="stream_processors.nope")
+
+
+def test_mc_names_the_extra_when_a_command_lacks_it(monkeypatch, capsys):
+    import argparse
+    import importlib
+
+    cli = importlib.import_module("mc_cli.main")  # the package exports the function under the same name
+
+    def lacking(args: argparse.Namespace) -> int:
+        raise ModuleNotFoundError("No module named 'peft'", name="peft")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda argv: argparse.Namespace(command="trainer", func=lacking))
+    assert cli.main(["trainer"]) == 2
+    assert "maximum-continual[trainer]" in capsys.readouterr().err

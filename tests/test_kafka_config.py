@@ -28,3 +28,18 @@ def test_the_clients_own_keys_win():
     s = ContractSettings(kafka_properties={"client.id": "install"})
     assert kafka_config(s, {"client.id": "mine"})["client.id"] == "mine"
     assert kafka_config(s) == {"bootstrap.servers": s.kafka_bootstrap, "client.id": "install"}
+
+
+def test_no_part_builds_its_own_librdkafka_configuration():
+    """Every librdkafka client starts from kafka_config (TLS/SASL reach all of them); tests may build their own."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    packages = ("schemas", "producers", "stream_processors", "trainer", "inference", "gate", "maximum_continual")
+    offenders = [
+        str(path.relative_to(root))
+        for package in (*packages, "dashboard", "demo", "devstack", "mc_cli")
+        for path in (root / package).rglob("*.py")
+        if path.name != "kafka_config.py" and '"bootstrap.servers"' in path.read_text()
+    ]
+    assert offenders == []

@@ -23,10 +23,12 @@ from typing import Any
 
 from producers.publisher import EventPublisher
 from producers.settings import ProducerSettings
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import dead_letter_bytes
 from schemas.errors import ConfigurationError, KafkaError, SchemaError
 from schemas.events import TrainingExample
+from schemas.kafka_config import kafka_config
 from schemas.serde import decode
+from schemas.topic_reader import PARTITION_EOF
 from schemas.topics import TopicKey, topic_name
 from trainer.announce import Announcements
 from trainer.cpus import pin_threads, set_mmap_threshold
@@ -40,7 +42,6 @@ from trainer.worker import WindowWorker
 __all__ = ["TrainerService", "build_slot"]
 
 _log = logging.getLogger(__name__)
-_PARTITION_EOF = -191
 _COMMIT_EVERY_S = 2.0
 
 
@@ -78,16 +79,18 @@ class TrainerService:
             settings, self.slot, self.store, self.view, self.events, self.counters, self._halt, self.metrics
         )
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": settings.group_id,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,  # commits are ours: only below unpublished windows
-                "enable.partition.eof": False,
-                "session.timeout.ms": settings.session_timeout_ms,
-                "max.poll.interval.ms": settings.max_poll_interval_ms,
-                **({"group.instance.id": settings.group_instance_id} if settings.group_instance_id else {}),
-            }
+            kafka_config(
+                settings,
+                {
+                    "group.id": settings.group_id,
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": False,  # commits are ours: only below unpublished windows
+                    "enable.partition.eof": False,
+                    "session.timeout.ms": settings.session_timeout_ms,
+                    "max.poll.interval.ms": settings.max_poll_interval_ms,
+                    **({"group.instance.id": settings.group_instance_id} if settings.group_instance_id else {}),
+                },
+            )
         )
         self._consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -195,7 +198,7 @@ class TrainerService:
     def _handle(self, msg: Any) -> None:
         err = msg.error()
         if err is not None:
-            if err.code() == _PARTITION_EOF:
+            if err.code() == PARTITION_EOF:
                 return
             if err.fatal():
                 raise KafkaError(f"consuming {self.topic}: {err.str()}", code=err.name(), description=err.str())
@@ -209,19 +212,17 @@ class TrainerService:
         except SchemaError as exc:
             self.counters["invalid"] += 1
             _log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
-            letter = DeadLetter(
+            letter = dead_letter_bytes(
                 reason=exc.reason,
-                error=str(exc)[:8192],
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                key_b64=DeadLetter.b64(msg.key()),
-                value_b64=DeadLetter.b64(msg.value()),
+                error=str(exc),
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=msg.key(),
+                value=msg.value(),
                 producer="trainer",
             )
-            self.events.publish_raw(
-                topic_name(TopicKey.DEAD_LETTERS, self.settings), msg.key(), letter.model_dump_json().encode()
-            )
+            self.events.publish_raw(topic_name(TopicKey.DEAD_LETTERS, self.settings), msg.key(), letter)
             return
         self.counters["examples"] += 1
         # Examples a published version was trained on are skipped by the worker, which owns the

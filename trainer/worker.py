@@ -22,7 +22,7 @@ from functools import partial
 from typing import TypeVar
 
 from producers.publisher import EventPublisher
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import dead_letter_bytes
 from schemas.errors import AdapterError
 from schemas.events import AdapterUpdate
 from schemas.serde import encode
@@ -106,17 +106,17 @@ class WindowWorker:
         letters: list[tuple[bytes, bytes]] = []
         for example, record in zip(window.examples, window.records, strict=True):
             key = partition_key(TopicKey.TRAINING_EXAMPLES, example)
-            letter = DeadLetter(
+            letter = dead_letter_bytes(
                 reason="window_failed",
-                error=error[:8192],
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                key_b64=DeadLetter.b64(key),
-                value_b64=DeadLetter.b64(encode(example)),
+                error=error,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=key,
+                value=encode(example),
                 producer="trainer",
             )
-            letters.append((key, letter.model_dump_json().encode()))
+            letters.append((key, letter))
 
         def send() -> None:  # all of them again after a failure: a dead letter may repeat, never go missing
             futures = [self.events.publish_raw(topic, key, body) for key, body in letters]
