@@ -88,8 +88,8 @@ def register(commands: Any, benches: Any) -> None:
         ("status", _status, "consumer lag, events/s, rewards, live adapters in the terminal"),
     ):
         p = commands.add_parser(name, help=help_)
-        p.add_argument("--processors", help="comma-separated processor web URLs (MC_PROCESSOR_URLS)")
-        p.add_argument("--nodes", help="comma-separated inference node URLs (MC_INFERENCE_URLS)")
+        p.add_argument("--processors", help="comma-separated processor web URLs (MC_DASHBOARD_PROCESSOR_URLS)")
+        p.add_argument("--nodes", help="comma-separated inference node URLs (MC_DASHBOARD_INFERENCE_URLS)")
         p.add_argument("--group-prefix", default="", help="only consumer groups whose id starts with this")
         if name == "dashboard":
             p.add_argument("--port", type=int, help="MC_DASHBOARD_PORT (default 8300)")

@@ -2,7 +2,7 @@
 each one first answered (as the canary, or live) and how its canary ended.
 
 With the gate, a new version is a candidate: the trainer keeps training on top of it (candidates chain),
-the gate tries the newest one on ``MC_CANARY_FRACTION`` of the requests and promotes or refuses it. So
+the gate tries the newest one on ``MC_NODE_CANARY_FRACTION`` of the requests and promotes or refuses it. So
 the loop paces itself on what the trainer published (its windows are consumed whatever the gate decides),
 not on what went live, and a version's freshness is measured to the moment it first answered any traffic;
 its promotion comes later and is reported beside it.
@@ -32,7 +32,7 @@ _log = logging.getLogger(__name__)
 
 def canary_enabled(model_id: str) -> bool:
     """Whether the trainer the demo starts (it inherits this environment) announces candidates for
-    ``model_id``: ``MC_CANARY_ENABLED`` or ``MC_CANARY_MODELS``, read the trainer's way."""
+    ``model_id``: ``MC_TRAINER_CANARY_ENABLED`` or ``MC_TRAINER_CANARY_MODELS``, read the trainer's way."""
     from trainer import TrainerSettings
 
     s = TrainerSettings()

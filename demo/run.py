@@ -70,7 +70,7 @@ def _delete_topics(settings: ContractSettings, run_id: str) -> None:
 
 
 def trainer_window() -> int:
-    """The window size the trainer runs with (its default, or MC_WINDOW_EXAMPLES, which the
+    """The window size the trainer runs with (its default, or MC_TRAINER_WINDOW_EXAMPLES, which the
     trainer process inherits): read to pace generation, never passed to the trainer."""
     from trainer import TrainerSettings
 

@@ -1,5 +1,5 @@
 """The parts the demo runs, as background processes of this run: processor, trainer, inference node,
-and the canary gate when the trainer announces candidates (``MC_CANARY_ENABLED``).
+and the canary gate when the trainer announces candidates (``MC_TRAINER_CANARY_ENABLED``).
 
 Each gets the run's topic prefix and its own consumer group, ports and scratch folders (so a rerun,
 or another demo beside it, shares nothing with this one) and writes its log to the run's folder.
@@ -89,12 +89,12 @@ class Parts:
     def start(self) -> None:
         run = self.run_dir.resolve()
         # the trainer first, with every core this process may use: it takes those no vLLM model worker
-        # is bound to (MC_CPUS=auto) ...
+        # is bound to (MC_TRAINER_CPUS=auto) ...
         self._start(
             Part.TRAINER,
             # what it needs to run and nothing it learns with: its own defaults (window, learning
             # rate, LoRA) are what production runs, so they are what the demo shows
-            {"MC_GROUP_ID": f"demo-{self.ids.run_id}-trainer", "MC_WORK_DIR": str(run / "trainer")},
+            {"MC_TRAINER_GROUP_ID": f"demo-{self.ids.run_id}-trainer", "MC_TRAINER_WORK_DIR": str(run / "trainer")},
         )
         # ... and everything else moves onto the worker's cores: on 2 cores the app's agent runs (a
         # sandbox process each), the node and the processor would otherwise take a third to half of
@@ -107,12 +107,12 @@ class Parts:
                 "MC_PROCESSOR_DATA_DIR": str(run / "processor"),
                 "MC_PROCESSOR_WEB_PORT": str(self.processor_port),
                 "MC_PROCESSOR_LOG_LEVEL": "warning",
-                "MC_JOIN_TTL": "1h",
+                "MC_PROCESSOR_JOIN_TTL": "1h",
             },
         )
         self._start(
             Part.NODE,
-            {"MC_NODE_ID": f"demo-{self.ids.run_id}", "MC_ADAPTER_CACHE_DIR": str(run / "node-adapters")},
+            {"MC_NODE_ID": f"demo-{self.ids.run_id}", "MC_NODE_ADAPTER_CACHE_DIR": str(run / "node-adapters")},
             "--port",
             str(self.node_port),
             "--log-level",

@@ -74,7 +74,7 @@ def run(
         steps.update(1)
         env = {
             "MC_TOPIC_PREFIX": settings.topic_prefix,
-            "MC_ADAPTER_CACHE_DIR": str(work / "cache"),
+            "MC_NODE_ADAPTER_CACHE_DIR": str(work / "cache"),
             "MC_NODE_ID": f"bench-{model_id}",
         }
         with EventPublisher(settings) as pub, node_process(env, log_path=work / "node.log") as node:

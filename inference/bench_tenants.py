@@ -125,7 +125,7 @@ def run(*, tenants: int = 50, requests: int = 400, clients: int = 4, max_tokens:
                 pub.publish(TopicKey.ADAPTER_UPDATES, upload_adapter(s3, settings, name, 1, folder)).result(30)
         env = {
             "MC_TOPIC_PREFIX": settings.topic_prefix,
-            "MC_ADAPTER_CACHE_DIR": str(work / "cache"),
+            "MC_NODE_ADAPTER_CACHE_DIR": str(work / "cache"),
             "MC_NODE_ID": f"bench-tenants-{run_id}",
         }
         with node_process(env, log_path=work / "node.log", timeout_s=300) as node:

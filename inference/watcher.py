@@ -15,7 +15,7 @@ version keeps serving.
 
 The canary (issue #14) follows :class:`schemas.canary.ModelView`, the rules the gate applies too: a
 ``candidate`` is only a proposal (not loaded); a ``canary`` is loaded and then answers
-``MC_CANARY_FRACTION`` of the model's requests; a live update that ends it (a promotion, a refusal,
+``MC_NODE_CANARY_FRACTION`` of the model's requests; a live update that ends it (a promotion, a refusal,
 any rollback) stops routing to it the moment it is read, before anything is loaded or unloaded, and a
 version whose canary ended without promotion is never served as a canary again.
 """

@@ -1,8 +1,8 @@
 """``MaximumContinual``: the entry point. Connection settings, the publisher, models by id.
 
-Where predictions go: to the inference node at ``inference_url`` (``MC_INFERENCE_URL``, default
+Where predictions go: to the inference node at ``inference_url`` (``MC_SDK_INFERENCE_URL``, default
 ``http://127.0.0.1:8100``) with ``model=<model_id>``, so the model_id's live adapter answers. With
-``inference_url=None`` (or ``MC_INFERENCE_URL=""``) the SDK talks straight to vLLM at ``vllm_url``
+``inference_url=None`` (or ``MC_SDK_INFERENCE_URL=""``) the SDK talks straight to vLLM at ``vllm_url``
 and always gets the *base* model: fine for trying the agent loop, useless for learning.
 """
 
@@ -71,7 +71,7 @@ class MaximumContinual:
             return self._llm_factory()
         s = self.settings
         own = s.api_key.get_secret_value() if s.api_key else None
-        if s.inference_url:  # the node: MC_API_KEY is one of its MC_NODE_API_KEYS
+        if s.inference_url:  # the node: MC_SDK_API_KEY is one of its MC_NODE_API_KEYS
             return OpenAIChatClient(s.inference_url, timeout_s=s.request_timeout_s, api_key=own)
         # Straight to vLLM, which wants its own key (MC_VLLM_API_KEY) unless the caller gave one.
         api_key = own or (s.vllm_api_key.get_secret_value() if s.vllm_api_key else None)
@@ -102,7 +102,7 @@ class MaximumContinual:
 
 
 def _normalised(settings: ClientSettings) -> ClientSettings:
-    """``MC_INFERENCE_URL=""`` means no node, like ``None``."""
+    """``MC_SDK_INFERENCE_URL=""`` means no node, like ``None``."""
     if settings.inference_url == "":
         return settings.model_copy(update={"inference_url": None})
     return settings

@@ -1,6 +1,6 @@
 """Settings of the stream processor (``mc processor``).
 
-Every field is read from an ``MC_``-prefixed environment variable (``MC_JOIN_TTL``,
+Every field is read from an ``MC_``-prefixed environment variable (``MC_PROCESSOR_JOIN_TTL``,
 ``MC_PROCESSOR_APP_ID``, ...); precedence is constructor arguments > environment > defaults.
 Durations accept seconds (``86400``), a number with a unit (``24h``, ``30m``, ``10s``, ``1d``) or
 ISO 8601 (``PT24H``).
@@ -37,7 +37,9 @@ class ProcessorSettings(ContractSettings):
     processor_web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web server")
     processor_standby_replicas: int = Field(0, ge=0, description="faust table standby replicas")
 
-    join_ttl: timedelta = Field(timedelta(hours=24), description="event time an unmatched event waits (MC_JOIN_TTL)")
+    join_ttl: timedelta = Field(
+        timedelta(hours=24), description="event time an unmatched event waits (MC_PROCESSOR_JOIN_TTL)"
+    )
     processor_idle_after: timedelta = Field(
         timedelta(seconds=60), description="wall time without records after which a partition counts as idle"
     )

@@ -298,7 +298,7 @@ def test_one_quick_task_through_the_real_stack_prints_the_schema(kafka, s3, vllm
     env = {
         **os.environ,
         "MC_S3_BUCKET": bucket,
-        "MC_WINDOW_EXAMPLES": "4",  # the trainer's own setting (test configuration: versions within 2.5 min)
+        "MC_TRAINER_WINDOW_EXAMPLES": "4",  # the trainer's own setting (test configuration: versions within 2.5 min)
         "MC_DEMO_CYCLE_GUESS_S": "20",
         "MC_DEMO_TEARDOWN_S": "35",
         "MC_DEMO_AFTER_MIN_SAMPLES": "4",

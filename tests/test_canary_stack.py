@@ -36,10 +36,10 @@ FRACTION = "0.5"
 def _node(prefix: str, tmp: Path, name: str):
     env = {
         "MC_TOPIC_PREFIX": prefix,
-        "MC_ADAPTER_CACHE_DIR": str(tmp / name),
+        "MC_NODE_ADAPTER_CACHE_DIR": str(tmp / name),
         "MC_NODE_ID": name,
-        "MC_UNLOAD_GRACE_S": "0.5",
-        "MC_CANARY_FRACTION": FRACTION,
+        "MC_NODE_UNLOAD_GRACE_S": "0.5",
+        "MC_NODE_CANARY_FRACTION": FRACTION,
     }
     return node_process(env, log_path=tmp / f"{name}.log")
 
@@ -77,7 +77,7 @@ def _canary(node: NodeClient, model: str) -> int | None:
 
 
 def _propose(pub: EventPublisher, update: AdapterUpdate, key: bytes) -> None:
-    """What a trainer with MC_CANARY_ENABLED announces: the new version as a candidate."""
+    """What a trainer with MC_TRAINER_CANARY_ENABLED announces: the new version as a candidate."""
     pub.publish(TopicKey.ADAPTER_UPDATES, sign_update(update.model_copy(update={"stage": "candidate"}), key)).result(30)
 
 

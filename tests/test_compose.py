@@ -167,8 +167,8 @@ def test_part_commands_exist_in_the_cli(compose: dict[str, Any]) -> None:
 
 #: (service that names a path, how it names it, service that must open the same path)
 PATH_HANDOFFS = (
-    # the node downloads an adapter under MC_ADAPTER_CACHE_DIR and hands vLLM that folder (load_lora_adapter)
-    ("inference-node", "env:MC_ADAPTER_CACHE_DIR", "vllm"),
+    # the node downloads an adapter under MC_NODE_ADAPTER_CACHE_DIR and hands vLLM that folder (load_lora_adapter)
+    ("inference-node", "env:MC_NODE_ADAPTER_CACHE_DIR", "vllm"),
     # `mc trainer` trains on the checkpoint vLLM serves, converted into the image's MC_CACHE_DIR
     ("trainer", "image:MC_CACHE_DIR", "vllm"),
 )
@@ -215,8 +215,8 @@ def test_the_node_hands_vllm_the_path_of_its_cache_setting(single: dict[str, Any
     from inference.settings import InferenceSettings
 
     env = single["services"]["inference-node"]["environment"]
-    cache = InferenceSettings(adapter_cache_dir=env["MC_ADAPTER_CACHE_DIR"]).adapter_cache_dir
-    assert str(cache) == env["MC_ADAPTER_CACHE_DIR"]
+    cache = InferenceSettings(adapter_cache_dir=env["MC_NODE_ADAPTER_CACHE_DIR"]).adapter_cache_dir
+    assert str(cache) == env["MC_NODE_ADAPTER_CACHE_DIR"]
     vllm_cmd = " ".join(single["services"]["vllm"]["command"])
     assert '"$(python -m devstack.checkpoint /cache)"' in vllm_cmd  # vLLM's model is on the same volume
 
@@ -245,8 +245,8 @@ def test_urls_one_service_hands_another_name_its_service_and_port(single: dict[s
             str(p).split(":")[-1] for p in services[name].get("ports", [])
         ], name
     dash = services["dashboard"]["environment"]
-    assert dash["MC_PROCESSOR_URLS"] == f"http://processor:{port_of['processor']}"
-    assert dash["MC_INFERENCE_URLS"] == f"http://inference-node:{port_of['inference-node']}"
+    assert dash["MC_DASHBOARD_PROCESSOR_URLS"] == f"http://processor:{port_of['processor']}"
+    assert dash["MC_DASHBOARD_INFERENCE_URLS"] == f"http://inference-node:{port_of['inference-node']}"
 
     # Prometheus scrapes each part where it listens; Grafana reads Prometheus where it listens
     config = yaml.safe_load((ROOT / "ops" / "prometheus" / "prometheus.yml").read_text())

@@ -18,10 +18,10 @@ def test_outcome_of_a_published_version():
 
 
 def test_canary_enabled_reads_the_trainers_settings(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MC_CANARY_ENABLED", raising=False)
-    monkeypatch.delenv("MC_CANARY_MODELS", raising=False)
+    monkeypatch.delenv("MC_TRAINER_CANARY_ENABLED", raising=False)
+    monkeypatch.delenv("MC_TRAINER_CANARY_MODELS", raising=False)
     assert not canary_enabled("demo-x")
-    monkeypatch.setenv("MC_CANARY_ENABLED", "true")
+    monkeypatch.setenv("MC_TRAINER_CANARY_ENABLED", "true")
     assert canary_enabled("demo-x")
-    monkeypatch.setenv("MC_CANARY_MODELS", '{"demo-x": false}')
+    monkeypatch.setenv("MC_TRAINER_CANARY_MODELS", '{"demo-x": false}')
     assert not canary_enabled("demo-x")

@@ -1,7 +1,7 @@
 """``mc demo`` against the real stack with tiny settings: the mechanics, not the learning.
 
 Test configuration only (nothing here tunes the trainer's learning): windows of 2 examples through
-the trainer's own ``MC_WINDOW_EXAMPLES``, which the trainer process inherits; the run stops once 2
+the trainer's own ``MC_TRAINER_WINDOW_EXAMPLES``, which the trainer process inherits; the run stops once 2
 versions went live and the newest answered a window. Checked: the processes start and stop,
 versions trained on live rewards go live and answer live traffic, each freshness part is measured
 and together they explain the total, the table, plot and results are written, the run's topics are
@@ -35,7 +35,7 @@ def test_two_versions_go_live_on_live_traffic_and_everything_stops(kafka, s3, vl
     env = {
         **os.environ,
         "MC_S3_BUCKET": bucket,  # the adapters go to the test's own bucket, removed after
-        "MC_WINDOW_EXAMPLES": "2",  # the trainer's own setting, inherited by the trainer process
+        "MC_TRAINER_WINDOW_EXAMPLES": "2",  # the trainer's own setting, inherited by the trainer process
         "MC_DEMO_CYCLE_GUESS_S": "20",  # a 3.5-minute budget cannot keep the default guess of 150 s
         "MC_DEMO_TEARDOWN_S": "35",
     }

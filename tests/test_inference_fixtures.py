@@ -42,9 +42,9 @@ def running_node(topic_prefix: str, cache_dir: Path, *, node_id: str) -> Iterato
     """A node as its own process on a free port, reading ``topic_prefix``'s adapter-updates."""
     env = {
         "MC_TOPIC_PREFIX": topic_prefix,
-        "MC_ADAPTER_CACHE_DIR": str(cache_dir / node_id),
+        "MC_NODE_ADAPTER_CACHE_DIR": str(cache_dir / node_id),
         "MC_NODE_ID": node_id,
-        "MC_UNLOAD_GRACE_S": "1.0",
+        "MC_NODE_UNLOAD_GRACE_S": "1.0",
     }
     with node_process(env, log_path=cache_dir / f"{node_id}.log") as client:
         yield client

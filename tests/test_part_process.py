@@ -134,7 +134,7 @@ def test_the_demo_starts_stops_and_logs_its_parts_through_it(tmp_path: Path, mon
     assert [c[0] for c in calls] == [Part.TRAINER, Part.PROCESSOR, Part.NODE, Part.GATE]
     env = {c[0]: c[2] for c in calls}
     assert all(e["MC_TOPIC_PREFIX"] == "demo-t." for e in env.values())
-    assert env[Part.TRAINER]["MC_GROUP_ID"] == "demo-t-trainer"
+    assert env[Part.TRAINER]["MC_TRAINER_GROUP_ID"] == "demo-t-trainer"
     assert env[Part.PROCESSOR]["MC_PROCESSOR_WEB_PORT"] == str(parts.processor_port)
     assert calls[2][1] == ("--port", str(parts.node_port), "--log-level", "info")
     for name, proc in parts.procs.items():
@@ -149,7 +149,11 @@ def test_the_demo_starts_stops_and_logs_its_parts_through_it(tmp_path: Path, mon
 def test_the_dashboard_starts_as_a_part(kafka, tmp_path: Path) -> None:
     """The one part without a ``__main__`` (``mc dashboard``): started, serving /metrics, stopped."""
     port = _free_port()
-    env = {"MC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap, "MC_PROCESSOR_URLS": "", "MC_INFERENCE_URLS": ""}
+    env = {
+        "MC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
+        "MC_DASHBOARD_PROCESSOR_URLS": "",
+        "MC_DASHBOARD_INFERENCE_URLS": "",
+    }
     with start_part(Part.DASHBOARD, "--port", str(port), env=env, log=tmp_path / "dashboard.log") as proc:
         proc.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 60)
     assert proc.returncode is not None and not group_members(proc.pid)
@@ -168,7 +172,7 @@ def test_auto_deploy_starts_a_node_through_it(topics, vllm, tmp_path: Path, monk
     settings = topics()
     # what the node reads: this test's topics, its own adapter cache and node id (inherited from us)
     monkeypatch.setenv("MC_TOPIC_PREFIX", settings.topic_prefix)
-    monkeypatch.setenv("MC_ADAPTER_CACHE_DIR", str(tmp_path / "adapters"))
+    monkeypatch.setenv("MC_NODE_ADAPTER_CACHE_DIR", str(tmp_path / "adapters"))
     monkeypatch.setenv("MC_NODE_ID", f"auto-deploy-{tmp_path.name}")
     started: list[PartProcess] = []
 

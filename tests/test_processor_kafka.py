@@ -51,7 +51,7 @@ def test_dead_letters_expiry_after_restart_on_an_idle_partition_and_metrics(
 ) -> None:
     settings = topics()
     app_id = f"exp-{uuid.uuid4().hex[:8]}"
-    env = {"MC_JOIN_TTL": "30", "MC_PROCESSOR_IDLE_AFTER": "2"}
+    env = {"MC_PROCESSOR_JOIN_TTL": "30", "MC_PROCESSOR_IDLE_AFTER": "2"}
     w = workers(settings, app_id, **env)
     w.wait(assigned)
     orphan = RewardEvent(prediction_id=uuid.uuid4().hex, model_id="m", reward=0.5)  # its prediction never comes

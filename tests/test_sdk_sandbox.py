@@ -303,8 +303,8 @@ def test_predict_refuses_unsafe_imports_before_any_model_call(monkeypatch):
     trusting = MaximumContinual(auto_deploy=False, llm=lambda: _LLM("fail"), allow_unsafe_imports=True)
     with pytest.raises(RuntimeError, match="endpoint broke"):  # or the client's setting does
         trusting.init_model("sandbox-test").predict(messages, additional_authorized_imports=["os"], max_steps=2)
-    monkeypatch.setenv("MC_ALLOW_UNSAFE_IMPORTS", "1")
-    monkeypatch.setenv("MC_SANDBOX_MEMORY_MIB", "512")
+    monkeypatch.setenv("MC_SDK_ALLOW_UNSAFE_IMPORTS", "1")
+    monkeypatch.setenv("MC_SDK_SANDBOX_MEMORY_MIB", "512")
     settings = ClientSettings()
     assert settings.allow_unsafe_imports is True and settings.sandbox_memory_mib == 512
     assert ClientSettings.model_fields["sandbox_cpu_s"].default == SandboxLimits().cpu_s

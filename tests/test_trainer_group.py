@@ -80,7 +80,13 @@ def test_two_trainers_split_models_and_one_is_killed(topics, bucket, model_id, g
     settings = topics()
     client = s3_client(s3)
     env = trainer_env(
-        settings.topic_prefix, bucket, group_id(), s3, WINDOW, MC_SESSION_TIMEOUT_MS="6000", MC_CPUS="all"
+        settings.topic_prefix,
+        bucket,
+        group_id(),
+        s3,
+        WINDOW,
+        MC_TRAINER_SESSION_TIMEOUT_MS="6000",
+        MC_TRAINER_CPUS="all",
     )
     # two model_ids on different partitions: with 6 partitions and 2 members, the range assignor gives
     # partitions 0-2 to one trainer and 3-5 to the other
@@ -105,7 +111,7 @@ def test_two_trainers_split_models_and_one_is_killed(topics, bucket, model_id, g
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     procs = [start_part(Part.TRAINER, env=env, log=log, cwd=ROOT) for log in logs]
     try:
-        _wait_for_members(settings.kafka_bootstrap, env["MC_GROUP_ID"], 2, procs, logs[0])
+        _wait_for_members(settings.kafka_bootstrap, env["MC_TRAINER_GROUP_ID"], 2, procs, logs[0])
         publish(1)  # with each model's probe example: a window of 4 per model, and one example over
         _wait_for(client, bucket, dict.fromkeys(models, 1), procs, logs[0])
         owners = [{m for m in models if f"{m} v1 published" in log.read_text()} for log in logs]

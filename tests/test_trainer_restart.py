@@ -59,11 +59,11 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
         group_id(),
         s3,
         WINDOW,
-        MC_GROUP_INSTANCE_ID="trainer-0",
-        MC_SESSION_TIMEOUT_MS="10000",
-        MC_WORK_DIR=str(tmp_path / "work"),
-        MC_STEPS_PER_WINDOW="1",
-        MC_CLAIM_WAIT_S="2",
+        MC_TRAINER_GROUP_INSTANCE_ID="trainer-0",
+        MC_TRAINER_SESSION_TIMEOUT_MS="10000",
+        MC_TRAINER_WORK_DIR=str(tmp_path / "work"),
+        MC_TRAINER_STEPS_PER_WINDOW="1",
+        MC_TRAINER_CLAIM_WAIT_S="2",
     )
     examples = [example(mid, i) for i in range(WINDOW * WINDOWS)]
     with EventPublisher(settings) as pub:
@@ -79,7 +79,7 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
     # under v4/ is ever replaced: the retrained bytes differ from the debris (another learning rate
     # here: on a quiet CPU a retrain can reproduce the debris byte for byte, which then simply counts
     # as its own upload), so the number 4 is given up and window 4 becomes v5
-    proc = _start({**env, "MC_LEARNING_RATE": "0.002"}, log)
+    proc = _start({**env, "MC_TRAINER_LEARNING_RATE": "0.002"}, log)
     v5 = adapter_prefix(mid, 5) + MANIFEST_FILE
     deadline = time.monotonic() + 150
     while not client.list_objects_v2(Bucket=bucket, Prefix=v5).get("KeyCount"):
@@ -130,7 +130,7 @@ def test_sigkill_at_any_step_publishes_each_window_once(topics, bucket, model_id
     # every offset of training-examples is committed
     from confluent_kafka import Consumer, TopicPartition
 
-    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": env["MC_GROUP_ID"]})
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": env["MC_TRAINER_GROUP_ID"]})
     try:
         topic = topic_name(TopicKey.TRAINING_EXAMPLES, settings)
         parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions]

@@ -247,9 +247,9 @@ def test_public_surface_and_no_torch_on_import() -> None:
 def test_settings_from_the_environment(monkeypatch) -> None:
     from trainer.settings import TrainerSettings
 
-    monkeypatch.setenv("MC_WINDOW_EXAMPLES", "5")
-    monkeypatch.setenv("MC_TARGET_MODULES", '["q_proj"]')
-    monkeypatch.setenv("MC_KL_COEF", "0.1")
+    monkeypatch.setenv("MC_TRAINER_WINDOW_EXAMPLES", "5")
+    monkeypatch.setenv("MC_TRAINER_TARGET_MODULES", '["q_proj"]')
+    monkeypatch.setenv("MC_TRAINER_KL_COEF", "0.1")
     s = TrainerSettings()
     assert (s.window_examples, s.target_modules, s.kl_coef, s.ratio_clip) == (5, ["q_proj"], 0.1, 4.0)
     with pytest.raises(Exception, match="frozen"):

@@ -15,7 +15,7 @@ Two things are never computed twice:
   neighbours, and each micro-batch keeps its longest common prefix apart: the forward pass runs it
   once and lets every row attend to its keys and values (``trainer.model.token_logprobs``).
 
-Micro-batches are bounded by the tokens they compute (``MC_MICRO_BATCH_TOKENS``), which bounds the
+Micro-batches are bounded by the tokens they compute (``MC_TRAINER_MICRO_BATCH_TOKENS``), which bounds the
 activations kept for the backward pass whatever the trajectories look like.
 """
 

@@ -1,8 +1,8 @@
 """``mc trainer``, ``mc adapters list|rollback`` and ``mc bench trainer``.
 
-The base model defaults to the local stack's converted checkpoint when ``MC_BASE_MODEL_PATH`` is
+The base model defaults to the local stack's converted checkpoint when ``MC_TRAINER_BASE_MODEL_PATH`` is
 unset: that default is resolved here, at the command line edge, so the service itself never depends
-on the dev stack (a deployment sets ``MC_BASE_MODEL_PATH``).
+on the dev stack (a deployment sets ``MC_TRAINER_BASE_MODEL_PATH``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def resolved_settings() -> TrainerSettings:
         from devstack.checkpoint import ensure_checkpoint
         from devstack.settings import StackSettings
     except ImportError as exc:
-        raise ConfigurationError("MC_BASE_MODEL_PATH is not set and the local stack is not installed") from exc
+        raise ConfigurationError("MC_TRAINER_BASE_MODEL_PATH is not set and the local stack is not installed") from exc
     return settings.model_copy(update={"base_model_path": ensure_checkpoint(StackSettings().cache_dir)})
 
 

@@ -44,7 +44,7 @@ def choose_device(preference: str = "auto") -> torch.device:
 
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise ConfigurationError("MC_DEVICE=cuda but CUDA is not available")
+            raise ConfigurationError("MC_TRAINER_DEVICE=cuda but CUDA is not available")
         return torch.device("cuda")
     return torch.device("cpu")
 

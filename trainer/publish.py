@@ -42,7 +42,7 @@ class AdapterPublisher:
     def announce(self, update: AdapterUpdate) -> None:
         """Sign, publish on adapter-updates and wait for the broker's acknowledgement.
 
-        With the canary on for the model (``MC_CANARY_ENABLED``, ``MC_CANARY_MODELS``) a new version is
+        With the canary on for the model (``MC_TRAINER_CANARY_ENABLED``, ``MC_TRAINER_CANARY_MODELS``) a new version is
         announced as a ``candidate``: the gate, not the trainer, decides when it serves (issue #14).
         """
         s = self.settings
@@ -69,7 +69,7 @@ class AdapterPublisher:
         parent): the caller must rebuild its state and train again on top of it. When it exists
         with the same window and parent, it is our own earlier attempt: it is announced as is.
         Raises :class:`VersionTaken` when v{version} holds another writer's files and no manifest
-        came for them within ``MC_CLAIM_WAIT_S`` (a writer that died): the number is given up.
+        came for them within ``MC_TRAINER_CLAIM_WAIT_S`` (a writer that died): the number is given up.
         """
         # A version is never rewritten: look before uploading anything.
         existing = self.store.manifest_or_none(model_id, version)

@@ -5,7 +5,7 @@
   connections. Retried in a loop with exponential backoff, for as long as it takes (a window is
   never dead-lettered because S3 or Kafka was away); each retry is counted.
 * **deterministic**: everything else (a window that fails to train or save, a parent adapter that
-  fails its sha256). The window is attempted again up to ``MC_WINDOW_ATTEMPTS`` times, then
+  fails its sha256). The window is attempted again up to ``MC_TRAINER_WINDOW_ATTEMPTS`` times, then
   dead-lettered as a whole and committed past (:mod:`trainer.worker`).
 """
 

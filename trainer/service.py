@@ -48,7 +48,7 @@ _COMMIT_EVERY_S = 2.0
 def build_slot(settings: TrainerSettings) -> AdapterSlot:
     """Load the base model once (the slot then serves every model_id)."""
     if settings.base_model_path is None:
-        raise ConfigurationError("MC_BASE_MODEL_PATH is not set (a Hugging Face causal-LM folder)")
+        raise ConfigurationError("MC_TRAINER_BASE_MODEL_PATH is not set (a Hugging Face causal-LM folder)")
     device = choose_device(settings.device)
     if device.type == "cpu":
         pin_threads(settings.cpus)
@@ -256,7 +256,7 @@ class TrainerService:
         return True
 
     def _commit_at_exit(self) -> None:
-        """The last commit, retried with backoff for up to MC_PUBLISH_TIMEOUT_S (a broker restarting)."""
+        """The last commit, retried with backoff for up to MC_TRAINER_PUBLISH_TIMEOUT_S (a broker restarting)."""
         deadline = time.monotonic() + self.settings.publish_timeout_s
         delay = self.settings.retry_initial_s
         while not self._commit(force=True) and time.monotonic() + delay < deadline:

@@ -118,7 +118,7 @@ class TrainerSettings(ContractSettings):
         "off: every new version goes live at once",
     )
     canary_models: dict[str, bool] = Field(
-        default_factory=dict, description='per-model override of MC_CANARY_ENABLED, JSON: {"model-a": true}'
+        default_factory=dict, description='per-model override of MC_TRAINER_CANARY_ENABLED, JSON: {"model-a": true}'
     )
 
     # -- observability --------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class TrainerSettings(ContractSettings):
         300_000,
         ge=1000,
         description="librdkafka's max.poll.interval.ms; training runs off the poll loop, so a window of any "
-        "length keeps the trainer in its group (must be >= MC_SESSION_TIMEOUT_MS)",
+        "length keeps the trainer in its group (must be >= MC_TRAINER_SESSION_TIMEOUT_MS)",
     )
 
     @field_validator("trainer_metrics_port", mode="before")

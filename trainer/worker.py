@@ -4,7 +4,7 @@ Runs on the service's worker thread while the consumer keeps polling (:mod:`trai
 window of any length keeps the trainer in its group. Failure policy (:mod:`trainer.retry`):
 
 * transient failures (S3, Kafka, timeouts) are retried where they happen, with backoff, forever;
-* any other failure costs the window one of its ``MC_WINDOW_ATTEMPTS`` attempts; after the last one
+* any other failure costs the window one of its ``MC_TRAINER_WINDOW_ATTEMPTS`` attempts; after the last one
   each of its examples goes to ``dead-letters`` (reason ``window_failed``, the last error) and the
   window counts as done: the service commits past it and goes on with the next window;
 * a version number held by another writer's files with no manifest (a writer that died) is given

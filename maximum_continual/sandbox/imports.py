@@ -4,7 +4,7 @@ checked against :data:`DENIED_MODULES` before the sandbox starts.
 smolagents lets code import what the list names (``"*"``: anything). A module that reaches files,
 processes, the network, signals, the interpreter's internals or unpickling would undo the sandbox,
 so naming one raises :class:`UnsafeImportError` unless the caller passes ``allow_unsafe_imports=True``
-(``MC_ALLOW_UNSAFE_IMPORTS=1``). A submodule (``os.path``) or pattern (``os.*``) is judged by its top
+(``MC_SDK_ALLOW_UNSAFE_IMPORTS=1``). A submodule (``os.path``) or pattern (``os.*``) is judged by its top
 package. The list is a judgement, not a proof: an allowed third-party package (numpy, pandas) can
 still read files; the process's limits (``limits.py``) are the next wall.
 """
@@ -53,7 +53,7 @@ class UnsafeImportError(SandboxError):
         super().__init__(
             f"additional_authorized_imports refused: {names}. These modules give the agent's code files, "
             "processes, the network or the interpreter's internals. Remove them, or pass "
-            "allow_unsafe_imports=True to predict (or set MC_ALLOW_UNSAFE_IMPORTS=1) to allow them at your own risk."
+            "allow_unsafe_imports=True to predict (or set MC_SDK_ALLOW_UNSAFE_IMPORTS=1) to allow them at your own risk."
         )
 
 
