@@ -53,7 +53,8 @@ class UnsafeImportError(SandboxError):
         super().__init__(
             f"additional_authorized_imports refused: {names}. These modules give the agent's code files, "
             "processes, the network or the interpreter's internals. Remove them, or pass "
-            "allow_unsafe_imports=True to predict (or set MC_SDK_ALLOW_UNSAFE_IMPORTS=1) to allow them at your own risk."
+            "allow_unsafe_imports=True to predict (or set MC_SDK_ALLOW_UNSAFE_IMPORTS=1) to allow them at your "
+            "own risk."
         )
 
 
