@@ -10,6 +10,9 @@ the process-wide default one), so tests that start several nodes in one process 
 * adapter loads (download, verify and vLLM's load) are the histogram
   ``mc_inference_adapter_load_seconds``: its ``_count`` and ``_sum`` only go up, so ``rate()`` works
   (the JSON ``load_ms`` summary keeps a window of recent loads for people reading /status).
+* chat requests per ``model_id`` and the ``adapter_version`` that answered, by outcome
+  (``mc_inference_model_requests_total``), and their latency to vLLM's answer per ``model_id``
+  (``mc_inference_request_seconds``).
 * what is live is read when Prometheus scrapes (:meth:`NodeMetrics.exposition`): the alias table's
   versions per ``model_id``, in-flight requests, canaries, whether the node caught up.
 """
@@ -27,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from inference.api import LiveAdapter
 
-__all__ = ["CONTENT_TYPE", "COUNTERS", "LOAD_BUCKETS_S", "REFUSAL_REASONS", "NodeMetrics"]
+__all__ = ["CONTENT_TYPE", "COUNTERS", "LOAD_BUCKETS_S", "REFUSAL_REASONS", "REQUEST_BUCKETS_S", "NodeMetrics"]
 
 #: the content type of :meth:`NodeMetrics.exposition` (Prometheus' text format 0.0.4)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -71,6 +74,8 @@ REFUSAL_REASONS = {
 
 #: adapter loads take tens of milliseconds at vLLM, seconds with a large download
 LOAD_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: a chat turn on a CPU vLLM takes seconds; on a GPU, tens of milliseconds
+REQUEST_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 class NodeMetrics:
@@ -102,6 +107,20 @@ class NodeMetrics:
             buckets=LOAD_BUCKETS_S,
             registry=self.registry,
         )
+        # per model and version: the contract's labels; a version's series stop growing once it is replaced
+        self._answered = PromCounter(
+            "mc_inference_model_requests",
+            "chat requests per model_id and the adapter_version that answered, by outcome (ok, failed)",
+            ["model_id", "adapter_version", "outcome"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "mc_inference_request_seconds",
+            "time from a chat request to vLLM's answer (its head, for a stream), per model_id",
+            ["model_id"],
+            buckets=REQUEST_BUCKETS_S,
+            registry=self.registry,
+        )
         self._live = _LiveCollector()
         self.registry.register(self._live)
 
@@ -128,6 +147,11 @@ class NodeMetrics:
             self._refused[refusal[0]].labels(reason=refusal[1]).inc(by)
         elif name != "updates_refused":  # the sum of the labelled family; /status keeps it as a number
             self._plain_counter(name).inc(by)
+
+    def answered(self, model_id: str, version: int, seconds: float, *, ok: bool) -> None:
+        """One chat request's outcome at vLLM, attributed to the version that answered it."""
+        self._answered.labels(model_id=model_id, adapter_version=str(version), outcome="ok" if ok else "failed").inc()
+        self._latency.labels(model_id=model_id).observe(seconds)
 
     def observe_load(self, ms: float) -> None:
         self._load_ms.append(ms)

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class Node:
     async def chat(self, body: dict[str, Any]) -> Response:
         model = str(body.get("model") or self.s.base_model_name)
         self.metrics.inc("requests")
+        started = time.perf_counter()
         key = route_key(body) if self.registry.canary(model) is not None else None  # no canary: as before
         stream = bool(body.get("stream"))
         async with AsyncExitStack() as held:
@@ -100,6 +102,7 @@ class Node:
                     _log.error("reloading %s: %s", serving.served_name, exc)
                 resp = await self._send(body, serving, held)
             headers = {VERSION_HEADER: str(serving.version)}
+            self.metrics.answered(model, serving.version, time.perf_counter() - started, ok=resp.status_code == 200)
             if resp.status_code != 200:
                 self.metrics.inc("requests_failed")
                 await resp.aread()  # a stream's error body is a plain JSON error: errors keep their shape

@@ -32,11 +32,15 @@ SETTINGS_OF = {
 }
 
 
-def _settings_fields(service: str) -> set[str]:
+def _settings_variables(service: str) -> set[str]:
+    """The environment variables the service's settings class reads (``MC_<PART>_<FIELD>`` for its own)."""
     import importlib
 
+    from schemas.settings import env_name
+
     module, name = SETTINGS_OF[service].split(":")
-    return set(getattr(importlib.import_module(module), name).model_fields)
+    cls = getattr(importlib.import_module(module), name)
+    return {env_name(cls, field) for field in cls.model_fields}
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +154,7 @@ def test_parts_point_at_the_services_with_mc_settings(compose: dict[str, Any], s
             assert env[secret].startswith(f"${{{secret}:?"), (name, secret)
         assert all(key.startswith("MC_") for key in env)
         # every variable names a real setting (a typo would be silently ignored by the part)
-        assert {key.removeprefix("MC_").lower() for key in env} <= _settings_fields(name)
+        assert set(env) <= _settings_variables(name), (name, set(env) - _settings_variables(name))
     minio_env = services["minio"]["environment"]
     assert minio_env["MINIO_ROOT_USER"].startswith("${MC_S3_ACCESS_KEY:?")
     assert minio_env["MINIO_ROOT_PASSWORD"].startswith("${MC_S3_SECRET_KEY:?")

@@ -94,6 +94,7 @@ def test_every_query_names_a_metric_a_part_exports(dashboard: dict[str, Any], ex
             assert names - metrics <= _PROMQL_WORDS | {"group", "topic", "model_id", "adapter_version", "reason"} | {
                 "instance",
                 "partition",
+                "outcome",
             }, (panel["title"], target["expr"])
 
 
