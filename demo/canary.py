@@ -21,6 +21,7 @@ import httpx
 from demo.freshness import VersionTimes, split
 from demo.observe import LiveVersion, Observer
 from inference import NodeClient
+from schemas.canary import canary_enabled_for
 from schemas.errors import AdapterError
 from schemas.events import AdapterUpdate
 from schemas.settings import ContractSettings
@@ -36,7 +37,7 @@ def canary_enabled(model_id: str) -> bool:
     from trainer import TrainerSettings
 
     s = TrainerSettings()
-    return s.canary_models.get(model_id, s.canary_enabled)
+    return canary_enabled_for(model_id, s.canary_enabled, s.canary_models)
 
 
 @dataclass(slots=True)
@@ -80,10 +81,11 @@ class CanaryFeed(Observer):
         while True:
             version = self.seen + 1
             try:
-                update = self.manifest(version)
-            except Exception as exc:  # not published yet (or unreadable: a later poll tries again)
-                if "NoSuchKey" not in repr(exc):
-                    _log.warning("manifest of v%d: %r", version, exc)
+                update = self._store.manifest_or_none(self.model_id, version)
+            except Exception as exc:  # unreadable: a later poll tries again
+                _log.warning("manifest of v%d: %r", version, exc)
+                break
+            if update is None:  # not published yet
                 break
             self.seen = version
             published = update.created_at.timestamp()
