@@ -28,6 +28,7 @@ from schemas.errors import TopicError
 from schemas.kafka_config import kafka_config
 from schemas.topics import TopicKey, topic_name
 from stream_processors.batching import BatchSink, consume_batches
+from stream_processors.fetch import install_lean_delivery
 from stream_processors.guards import OffsetGate, drop_revoked_attachments, refuse_stale_acks
 from stream_processors.metrics import parse_metrics_key
 from stream_processors.settings import ProcessorSettings
@@ -109,6 +110,7 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
     drop_revoked_attachments(app)
     gate = OffsetGate(app, {pred_name, rew_name})
     gate.install()
+    install_lean_delivery(app, {pred_name, rew_name})
     join_table.forget_local_state()  # a crash may have left states whose records were never committed
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -129,6 +129,8 @@ class OffsetGate:
     def install(self) -> None:
         from faust.transport import consumer as fc
 
+        from stream_processors.fetch import drain_messages as fast_drain
+
         self.app._mc_offset_gate = self
         if getattr(fc.Consumer.perform_seek, "_mc_guard", False):
             return
@@ -142,7 +144,7 @@ class OffsetGate:
         async def drain_messages(consumer: Any, fetcher: Any) -> None:
             if not isinstance(consumer._read_offset, _NoReadOffsets):
                 consumer._read_offset = _NoReadOffsets()
-            await original_drain(consumer, fetcher)
+            await fast_drain(consumer, fetcher)  # faust's loop without its read offsets (stream_processors.fetch)
 
         def stop_flow(consumer: Any) -> None:
             gate = getattr(consumer.app, "_mc_offset_gate", None)
@@ -150,7 +152,7 @@ class OffsetGate:
                 gate.stops += 1
             original_stop_flow(consumer)
 
-        original_seek, original_drain = fc.Consumer.perform_seek, fc.Consumer._drain_messages
+        original_seek = fc.Consumer.perform_seek
         original_stop_flow = fc.Consumer.stop_flow
         perform_seek._mc_guard = True  # type: ignore[attr-defined]
         fc.Consumer.perform_seek = perform_seek  # type: ignore[method-assign,assignment]

@@ -22,7 +22,7 @@ is the newest state whatever the order, and keeps every history's triggers so a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Literal
 
 from schemas.events import PredictionEvent, RewardEvent
@@ -159,11 +159,8 @@ class Outcome:
         self.counts[name] = self.counts.get(name, 0) + n
 
 
-def iso(dt_value: object) -> str:
+def iso(dt_value: datetime) -> str:
     """created_at as a fixed-width UTC ISO string, so two of them compare as text."""
-    from datetime import datetime
-
-    assert isinstance(dt_value, datetime)
     return dt_value.astimezone(UTC).isoformat(timespec="microseconds")
 
 

@@ -1,0 +1,150 @@
+"""The worker's fetch loop hand-off (``stream_processors/fetch.py``): a conductor callback that does not
+wait is run without a task race; one that waits races the flow's suspension with mode's own
+``wait_first``, exactly as faust's loop; the lean conductor callback delivers what faust's would."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from mode import Service
+
+from stream_processors.fetch import _deliver, _lean_callback, _raw_bytes
+
+
+class _Consumer(Service):
+    """What ``_deliver`` uses of faust's consumer: mode's ``wait_first`` and the flow's suspension."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+        self.races = 0
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:
+        self.races += 1
+        return await super().wait_first(*coros, timeout=timeout)
+
+
+def test_a_callback_that_does_not_wait_runs_without_a_race() -> None:
+    asyncio.run(_a_callback_that_does_not_wait_runs_without_a_race())
+
+
+async def _a_callback_that_does_not_wait_runs_without_a_race() -> None:
+    consumer, ran = _Consumer(), []
+
+    async def callback() -> None:
+        ran.append(1)
+
+    await _deliver(consumer, callback())
+    assert ran == [1] and consumer.races == 0
+
+
+def test_a_callback_that_waits_goes_on_in_the_race_and_finishes() -> None:
+    asyncio.run(_a_callback_that_waits_goes_on_in_the_race_and_finishes())
+
+
+async def _a_callback_that_waits_goes_on_in_the_race_and_finishes() -> None:
+    consumer, steps = _Consumer(), []
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def callback() -> None:
+        steps.append("before")
+        steps.append(await gate)
+        await asyncio.sleep(0)  # a second suspension, resumed by the task
+        steps.append("after")
+
+    delivery = asyncio.ensure_future(_deliver(consumer, callback()))
+    await asyncio.sleep(0.01)
+    assert steps == ["before"] and consumer.races == 1 and not delivery.done()
+    gate.set_result("value")
+    await asyncio.wait_for(delivery, 1)
+    assert steps == ["before", "value", "after"]
+
+
+def test_a_waiting_callback_is_abandoned_when_the_flow_is_suspended() -> None:
+    asyncio.run(_a_waiting_callback_is_abandoned_when_the_flow_is_suspended())
+
+
+async def _a_waiting_callback_is_abandoned_when_the_flow_is_suspended() -> None:
+    consumer, seen = _Consumer(), []
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def callback() -> None:
+        try:
+            await gate
+        except asyncio.CancelledError:
+            seen.append("cancelled")  # the coroutine itself gets the cancellation, as under faust
+            raise
+
+    delivery = asyncio.ensure_future(_deliver(consumer, callback()))
+    await asyncio.sleep(0.01)
+    consumer.suspend_flow.set()
+    await asyncio.wait_for(delivery, 1)
+    await asyncio.sleep(0)
+    assert seen == ["cancelled"]
+
+
+@pytest.mark.parametrize("fail_after_waiting", [False, True])
+def test_a_failing_callback_raises_to_the_loop(fail_after_waiting: bool) -> None:
+    asyncio.run(_a_failing_callback_raises_to_the_loop(fail_after_waiting))
+
+
+async def _a_failing_callback_raises_to_the_loop(fail_after_waiting: bool) -> None:
+    consumer = _Consumer()
+
+    async def callback() -> None:
+        if fail_after_waiting:
+            await asyncio.sleep(0.001)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await _deliver(consumer, callback())
+
+
+def test_only_raw_bytes_channels_get_the_lean_callback() -> None:
+    import faust
+
+    raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    assert _raw_bytes(raw)
+    assert not _raw_bytes(faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="json"))
+    assert not _raw_bytes(faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"))
+
+
+class _Queue:
+    def __init__(self, full: bool) -> None:
+        self._full, self.items = full, list[Any]()
+
+    def full(self) -> bool:
+        return self._full
+
+    def put_nowait_enhanced(self, item: Any, *, on_pressure_high: Any, on_pressure_drop: Any) -> None:
+        self.items.append(item)
+
+
+class _Channel:
+    def __init__(self, full: bool) -> None:
+        self.queue, self.put_items = _Queue(full), list[Any]()
+
+    async def put(self, item: Any) -> None:
+        self.put_items.append(item)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_lean_callback_delivers_the_record_as_an_event(full: bool) -> None:
+    asyncio.run(_the_lean_callback_delivers_the_record_as_an_event(full))
+
+
+async def _the_lean_callback_delivers_the_record_as_an_event(full: bool) -> None:
+    import faust
+    from faust.types import TP, Message
+
+    app = faust.App("fetch-test", autodiscover=False)
+    app.flow_control.resume()  # a worker's flow is active between rebalances
+    tp = TP("t", 0)
+    channel = _Channel(full)
+    message = Message("t", 0, 7, 0.0, 0, None, b"key", b"value", None, tp=tp)
+    await _lean_callback(app, tp, channel)(message)
+    (event,) = channel.put_items if full else channel.queue.items
+    assert (event.key, event.value, event.message) == (b"key", b"value", message)
+    assert message.refcount == 1  # acked once by the agent, as faust's conductor counts it
