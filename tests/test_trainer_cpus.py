@@ -49,3 +49,35 @@ def test_cpu_compute_precision_follows_the_setting_and_the_cpu(monkeypatch) -> N
     assert model.cpu_autocast_dtype("auto", cpu) is None
     monkeypatch.setattr(model, "native_bf16", lambda: True)  # AVX512-BF16 or AMX
     assert model.cpu_autocast_dtype("auto", cpu) is torch.bfloat16
+
+
+def test_huge_pages_are_asked_for_before_torch_is_imported() -> None:
+    """``mc trainer`` and ``mc bench trainer`` set torch's switch before torch is imported; once torch is
+    imported it cannot change (torch reads it at its first allocation), and an explicit value wins."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('THP_MEM_ALLOC_ENABLE', None)\n"
+        "os.environ['MC_TRAINER_BASE_MODEL_PATH'] = '/nonexistent'\n"
+        "from trainer.cli import resolved_settings\n"
+        "s = resolved_settings()\n"
+        "assert s.huge_pages and 'torch' not in sys.modules\n"
+        "assert os.environ['THP_MEM_ALLOC_ENABLE'] == '1'\n"
+        "from trainer.cpus import enable_huge_pages\n"
+        "os.environ['THP_MEM_ALLOC_ENABLE'] = '0'\n"
+        "assert not enable_huge_pages(True)  # an explicit 0 wins\n"
+        "os.environ.pop('THP_MEM_ALLOC_ENABLE')\n"
+        "import torch\n"
+        "assert not enable_huge_pages(True) and 'THP_MEM_ALLOC_ENABLE' not in os.environ\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MC_TRAINER_HUGE_PAGES"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    env["MC_TRAINER_HUGE_PAGES"] = "false"
+    off = "import os\nos.environ.pop('THP_MEM_ALLOC_ENABLE', None)\nos.environ['MC_TRAINER_BASE_MODEL_PATH'] = '/x'\n"
+    off += "from trainer.cli import resolved_settings\nresolved_settings()\n"
+    off += "assert 'THP_MEM_ALLOC_ENABLE' not in os.environ\n"
+    done = subprocess.run([sys.executable, "-c", off], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

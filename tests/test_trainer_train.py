@@ -68,3 +68,50 @@ def test_window_with_kl_and_sampler_logprobs(slot, tmp_path) -> None:
         loaded = token_logprobs(slot.model, mb)
     assert not torch.allclose(trained, fresh)
     assert torch.allclose(trained, loaded, atol=1e-5)
+
+
+def test_the_packed_pass_matches_a_plain_forward_per_sequence(slot) -> None:
+    """The shared prefix, the grouped-query attention without copied key/value heads (CPU) and the
+    recomputed layers give the logprobs and the gradient of a plain forward of each full sequence
+    with transformers' own SDPA attention."""
+    from trainer.attention import GQA_SDPA
+    from trainer.bench import synthetic_window
+    from trainer.model import token_logprobs
+    from trainer.train import WindowTrainer
+
+    slot.fresh("m")
+    base = slot.model.get_base_model()
+    assert base.config._attn_implementation == GQA_SDPA
+    torch.manual_seed(0)
+    for name, param in slot.model.named_parameters():
+        if "lora_B" in name:  # an adapter that changes the outputs (fresh LoRA B is zero)
+            param.data.normal_(0.0, 0.02)
+    window = synthetic_window(slot.tokenizer, 2, seed=3)
+    mb = WindowTrainer(slot.settings, slot).batches(window)[0]
+    assert mb.prefix_ids.numel() > 0 and mb.input_ids.shape[0] == 2
+    params = slot.trainable()
+    slot.model.zero_grad(set_to_none=True)  # an earlier window's last step leaves its gradient
+    slot.model.train()
+    try:
+        packed = token_logprobs(slot.model, mb, checkpoint=True)
+        packed.sum().backward()
+        packed_grad = [p.grad.clone() for p in params]
+        slot.model.zero_grad(set_to_none=True)
+        base.set_attn_implementation("sdpa")
+        plain = []
+        for row in range(mb.input_ids.shape[0]):
+            ids = torch.cat([mb.prefix_ids, mb.input_ids[row][mb.attention_mask[row].bool()]])[None]
+            logits = slot.model(input_ids=ids, use_cache=False).logits[0, :-1].float()
+            logp = logits.log_softmax(-1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+            n = int((mb.target_index // mb.input_ids.shape[1] == row).sum())  # its completion: the last n tokens
+            plain.append(logp[-n:])
+        plain_lp = torch.cat(plain)
+        plain_lp.sum().backward()
+    finally:
+        base.set_attn_implementation(GQA_SDPA)
+        slot.model.eval()
+    assert torch.allclose(packed.detach(), plain_lp.detach(), atol=3e-5)
+    got = torch.cat([g.flatten() for g in packed_grad])
+    want = torch.cat([p.grad.flatten() for p in params])
+    assert float((got - want).norm()) <= 1e-4 * float(want.norm())  # float32 sums in another order
+    slot.model.zero_grad(set_to_none=True)

@@ -22,6 +22,10 @@ __all__ = ["main", "register", "resolved_settings"]
 
 def resolved_settings() -> TrainerSettings:
     settings = TrainerSettings()
+    if settings.device != "cuda":
+        from trainer.cpus import enable_huge_pages
+
+        enable_huge_pages(settings.huge_pages)  # before anything imports torch
     if settings.base_model_path is not None:
         return settings
     try:
@@ -37,13 +41,13 @@ def _logging() -> None:
 
 
 def _trainer(args: argparse.Namespace) -> int:
+    _logging()
+    settings = resolved_settings()  # first: it may set torch's allocator up, before torch is imported
     from trainer.service import TrainerService
 
-    _logging()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    settings = resolved_settings()
     service = TrainerService(settings)
     server = None
     if settings.trainer_metrics_port is not None:
@@ -88,10 +92,10 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    settings = resolved_settings()  # first: it may set torch's allocator up, before torch is imported
     from trainer.bench import run
     from trainer.service import build_slot
 
-    settings = resolved_settings()
     figures: dict[str, Any] = run(
         settings, build_slot(settings), examples=args.examples, repeats=args.repeats, steps=args.turns
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from schemas.errors import AdapterError, ConfigurationError
+from trainer.attention import use_grouped_attention
 from trainer.batch import MicroBatch
 from trainer.settings import TrainerSettings
 
@@ -79,6 +80,8 @@ def load_base(path: Path, device: torch.device) -> tuple[Any, Any]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model = model.to(device)
+    if device.type == "cpu":
+        use_grouped_attention(model)  # no copies of the key/value heads (trainer/attention.py)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

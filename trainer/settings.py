@@ -99,6 +99,12 @@ class TrainerSettings(ContractSettings):
         description="CPU training: glibc's M_MMAP_THRESHOLD in bytes (0 = glibc's own); a fixed threshold gives "
         "freed activations back to the system, which bounds the peak RSS at some cost in page faults",
     )
+    huge_pages: bool = Field(
+        True,
+        description="CPU training: torch's allocator asks for transparent huge pages for tensors of 2 MiB and "
+        "more (THP_MEM_ALLOC_ENABLE=1, set before torch is imported): fewer page faults for the activations "
+        "that the mmap threshold hands back to the system",
+    )
     cpus: str = Field(
         "auto",
         description="CPU training: cores to compute on; auto = those no vLLM model worker on this machine is "
