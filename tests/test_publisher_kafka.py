@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -247,5 +248,11 @@ def test_ensure_topics_is_idempotent_and_checks_co_partitioning(topics) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     name = topic_name(TopicKey.REWARDS, settings)
     admin.create_partitions([NewPartitions(name, settings.partitions + 2)])[name].result(30)
+    # The controller has accepted it; the broker's metadata may show the new count a moment later (seen
+    # once in CI: ensure_topics read the old count and found nothing wrong).
+    deadline = time.monotonic() + 30
+    while len(admin.list_topics(name, timeout=10).topics[name].partitions) != settings.partitions + 2:
+        assert time.monotonic() < deadline, "the broker's metadata never showed the new partitions"
+        time.sleep(0.1)
     with pytest.raises(TopicError, match="co-partitioned"):
         ensure_topics(settings)

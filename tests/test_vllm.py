@@ -13,6 +13,7 @@ import pytest
 
 from devstack import StackSettings
 from devstack.checkpoint import ensure_checkpoint
+from devstack.cpu import choose_dtype, cpu_flags
 from tests.test_inference_fixtures import vllm_models, vllm_post
 
 pytestmark = [pytest.mark.vllm]
@@ -137,7 +138,10 @@ def test_served_logprobs_with_an_adapter_match_peft(vllm: StackSettings, fresh_a
                 off = torch.log_softmax(model(seq).logits[0, len(prompt) - 1 : -1].float(), -1)
             moved = max(moved, float((off.gather(1, torch.tensor(ids)[:, None])[:, 0] - ref).abs().max()))
     assert moved > 0.5, "the adapter must change the log-probs for this comparison to mean anything"
-    assert worst[True] < 0.02 and worst[False] < 0.02, worst
+    # float32 serving matches PEFT's float32 to rounding; bf16 serving (CPUs with AMX, devstack/cpu.py) rounds
+    # logits to 8 significant bits: measured 0.14-0.15 nats at worst on an AMX Xeon, base and adapter alike
+    tolerance = 0.02 if choose_dtype(cpu_flags(), vllm.vllm_dtype) == "float32" else 0.25
+    assert worst[True] < tolerance and worst[False] < tolerance, worst
 
 
 def test_unknown_adapter_is_a_clear_error(vllm: StackSettings) -> None:
