@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack import StackSettings
+from devstack.cpu import choose_dtype, cpu_flags
 from inference.adapters import delete_adapters, upload_adapter, write_synthetic_adapter
 from inference.load import LoadGenerator, Target, first_logprob, version_was_live
 from producers import EventPublisher
@@ -22,11 +24,23 @@ from schemas.topics import TopicKey
 from tests.test_inference_fixtures import running_node, vllm_models, vllm_post, wait_for_version
 
 #: first-token log-probs of one version vary this much with the batch they are computed in (CPU float32)
+#: float32 serving repeats a version's first-token log-prob to rounding: a sample names its version when it
+#: is within TOLERANCE of that version's fingerprint. bf16 serving (CPUs with AMX, devstack/cpu.py) varies
+#: with the batch it is computed in (0.035 and 0.09 seen, against gaps of 0.14 between fingerprints): there a
+#: sample names its version when that version's fingerprint is the nearest one.
+FLOAT32 = choose_dtype(cpu_flags(), StackSettings().vllm_dtype) == "float32"
 TOLERANCE = 0.02
+#: fingerprints must be this far apart for the versions to be told apart
+MIN_GAP = 4 * TOLERANCE if FLOAT32 else 0.05
+
+
+def _names_its_version(version: int, logprob: float, fingerprints: dict[int, float]) -> bool:
+    if FLOAT32:
+        return abs(logprob - fingerprints[version]) <= TOLERANCE
+    return min(fingerprints, key=lambda v: abs(logprob - fingerprints[v])) == version
 
 
 def _distinct_adapters(tmp_path: Path, versions: range) -> dict[int, Path]:
-    from devstack import StackSettings
     from devstack.checkpoint import ensure_checkpoint
 
     checkpoint = ensure_checkpoint(StackSettings().cache_dir)
@@ -52,7 +66,7 @@ def _fingerprints(vllm, folders: dict[int, Path], load: LoadGenerator) -> dict[i
             vllm_post(f"{vllm.vllm_url}/v1/unload_lora_adapter", {"lora_name": name})
     values = sorted(out.values())
     gaps = [b - a for a, b in itertools.pairwise(values)]
-    assert min(gaps) > 4 * TOLERANCE, out  # the versions are told apart by their answers
+    assert min(gaps) > MIN_GAP, out  # the versions are told apart by their answers
     return out
 
 
@@ -108,7 +122,7 @@ def test_hot_swap_under_load_two_nodes_converge(vllm, s3, topics, model_id, tmp_
             for s in samples
             if s.version is None
             or s.first_logprob is None
-            or abs(s.first_logprob - fingerprints[s.version]) > TOLERANCE
+            or not _names_its_version(s.version, s.first_logprob, fingerprints)
         ]
         assert not wrong, (wrong[:5], fingerprints)
         for name, status in statuses.items():
