@@ -91,9 +91,6 @@ async def _deliver(consumer: Any, delivery: Coroutine[Any, Any, None]) -> None:
         first = delivery.send(None)
     except StopIteration:
         return  # done without waiting for anything
-    except BaseException:
-        delivery.close()
-        raise
     await consumer.wait_first(_Rest(delivery, first), consumer.suspend_flow.wait())
 
 

@@ -112,8 +112,9 @@ class OffsetGate:
     it is skipped if a revocation starts meanwhile (faust's ``stop_flow``, patched to count, comes before
     it waits for the agent to finish) or the generation changes. Holding, not skipping, is what keeps a
     partition live: a record at the committed offset skipped here would never be fetched again. For
-    this to hold, faust's fetch loop must not drop records below the last offset it read nor ack a
-    "gap" above it: :meth:`install` takes its read offsets away (:class:`_NoReadOffsets`).
+    this to hold, the fetch loop must not drop records below the last offset it read nor ack a "gap"
+    above it: :meth:`install` replaces faust's loop with :func:`stream_processors.fetch.drain_messages`,
+    which keeps no read offsets and acks no gaps.
     """
 
     #: how often a held record looks whether its assignment's seek is known (only during a rebalance)
@@ -129,7 +130,7 @@ class OffsetGate:
     def install(self) -> None:
         from faust.transport import consumer as fc
 
-        from stream_processors.fetch import drain_messages as fast_drain
+        from stream_processors.fetch import drain_messages
 
         self.app._mc_offset_gate = self
         if getattr(fc.Consumer.perform_seek, "_mc_guard", False):
@@ -141,11 +142,6 @@ class OffsetGate:
             if gate is not None:
                 await gate.on_sought(consumer)
 
-        async def drain_messages(consumer: Any, fetcher: Any) -> None:
-            if not isinstance(consumer._read_offset, _NoReadOffsets):
-                consumer._read_offset = _NoReadOffsets()
-            await fast_drain(consumer, fetcher)  # faust's loop without its read offsets (stream_processors.fetch)
-
         def stop_flow(consumer: Any) -> None:
             gate = getattr(consumer.app, "_mc_offset_gate", None)
             if gate is not None:
@@ -156,9 +152,9 @@ class OffsetGate:
         original_stop_flow = fc.Consumer.stop_flow
         perform_seek._mc_guard = True  # type: ignore[attr-defined]
         fc.Consumer.perform_seek = perform_seek  # type: ignore[method-assign,assignment]
+        # faust's loop without its read offsets, gaps and per-record task race (stream_processors.fetch)
         fc.Consumer._drain_messages = drain_messages  # type: ignore[method-assign,assignment]
         fc.Consumer.stop_flow = stop_flow  # type: ignore[method-assign,assignment]
-        fc.Consumer._add_gap = _no_gap  # type: ignore[method-assign]
 
     def on_revoked(self) -> None:
         self.expected.clear()
@@ -186,19 +182,6 @@ class OffsetGate:
             return False
         self.expected[message.tp] = expected + 1
         return True
-
-
-class _NoReadOffsets(dict[Any, Any]):
-    """The fetch loop's read offsets, always unknown to it (``transport/consumer.py`` ~1208-1223): it
-    then neither drops a record below the last one it read (after a seek those are the records the
-    seek fetches) nor acks the distance to a record above it as a gap. Ordering is the gate's job."""
-
-    def __getitem__(self, key: Any) -> None:
-        return None
-
-
-async def _no_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-    return None
 
 
 def drop_revoked_attachments(app: Any) -> None:
