@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["drain_messages", "install_lean_delivery"]
+__all__ = ["drain_messages", "getmany", "install_lean_delivery"]
 
 #: records handed over between two turns of the event loop (faust's loop yields every 100)
 YIELD_EVERY = 100
@@ -51,7 +51,7 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            records: AsyncIterator[tuple[Any, Any]] = consumer.getmany(timeout=1.0)
+            records: AsyncIterator[tuple[Any, Any]] = getmany(consumer, timeout=1.0)
             await asyncio.sleep(0)  # as faust: getmany can return at once, again and again
             if not consumer.should_stop:
                 async for _tp, message in records:
@@ -82,6 +82,32 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+    """``Consumer.getmany`` (``transport/consumer.py`` ~700-775) without its seek when the flow is stopped.
+
+    faust drops what a fetch brought while the flow is stopped (a rebalance is under way) and seeks every
+    assigned partition back to its committed offset from the fetch loop, concurrently with the rebalance's
+    own recovery (its changelog seeks and reads) in the consumer thread. Seen in ``mc chaos join``
+    (``join_leave``, 2 runs of 29): a recovery that this seek overlapped got no changelog record for minutes
+    ("No event received for active tp ... since recovery start") and the worker's partitions stalled.
+    The seek is not needed: every stopped flow ends with a recovery, which seeks the changelogs to where it
+    reads from and the source partitions to their committed offsets before the flow resumes
+    (``tables/recovery.py``), so what was dropped here is fetched again."""
+    records, active_partitions = await consumer._wait_next_records(timeout)
+    generation_id = consumer.app.consumer_generation_id
+    if records is None or consumer.should_stop or not consumer.flow_active:
+        return
+    to_message = consumer._to_message
+    buffered = consumer._buffered_partitions
+    track_end = consumer.app.monitor.track_tp_end_offset
+    for tp, record in consumer.scheduler.iterate(records):
+        if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
+            break
+        if active_partitions is None or tp in active_partitions or tp in buffered:
+            track_end(tp, consumer.highwater(tp))
+            yield tp, to_message(tp, record)
 
 
 async def _deliver(consumer: Any, delivery: Coroutine[Any, Any, None]) -> None:

@@ -37,8 +37,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import weakref
 from typing import Any
+
+from aiokafka.errors import IllegalStateError
 
 __all__ = [
     "EXIT_SEND_FAILED",
@@ -119,13 +122,20 @@ class OffsetGate:
 
     #: how often a held record looks whether its assignment's seek is known (only during a rebalance)
     poll_s = 0.02
+    #: records ahead of a partition's turn for this long without the turn's record: logged as a warning
+    stall_warn_s = 5.0
 
     def __init__(self, app: Any, source_topics: set[str]) -> None:
         self.app = app
         self.source_topics = source_topics
         self.expected: dict[Any, int] = {}
+        #: held by each seek and the turns it sets (see :meth:`install`)
+        self.seeking = asyncio.Lock()
         #: revocations started (faust's ``Consumer.stop_flow`` calls)
         self.stops = 0
+        #: (partition, expected offset) -> when a record was first skipped waiting for it
+        self._skips: dict[tuple[Any, int], float] = {}
+        self._warned: set[tuple[Any, int]] = set()
 
     def install(self) -> None:
         from faust.transport import consumer as fc
@@ -137,9 +147,17 @@ class OffsetGate:
             return
 
         async def perform_seek(consumer: Any) -> None:
-            await original_seek(consumer)
             gate = getattr(consumer.app, "_mc_offset_gate", None)
-            if gate is not None:
+            if gate is None:
+                await original_seek(consumer)
+                return
+            # One seek at a time, the gate's turns set with it: faust seeks from the recovery and from
+            # the fetch loop (``getmany`` while the flow is stopped), and two seeks that interleave (one
+            # committed-offset request per partition each) can leave a partition sought by one and its
+            # turn set by the other, which read the committed offsets earlier: the turn then lies behind
+            # the fetch position, every record comes ahead of it, and the partition stalls.
+            async with gate.seeking:
+                await original_seek(consumer)
                 await gate.on_sought(consumer)
 
         def stop_flow(consumer: Any) -> None:
@@ -158,13 +176,29 @@ class OffsetGate:
 
     def on_revoked(self) -> None:
         self.expected.clear()
+        self._skips.clear()
+        self._warned.clear()
 
     async def on_sought(self, consumer: Any) -> None:
+        """Each source partition's turn after a seek: its committed offset, or its log start when nothing
+        is committed. aiokafka does not seek a partition without a committed offset (its position stays
+        where its fetches left it), so such a partition is sought to its log start here."""
         tps = [tp for tp in consumer.assignment() if tp.topic in self.source_topics]
         committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
         unknown = [tp for tp, offset in committed.items() if not offset]  # None: nothing committed, or 0
         earliest = await consumer.earliest_offsets(*unknown) if unknown else {}
-        self.expected = {tp: committed[tp] or earliest.get(tp, 0) or 0 for tp in tps}
+        expected = {tp: committed[tp] or earliest.get(tp, 0) or 0 for tp in tps}
+        if unknown:
+            try:
+                await consumer.seek_wait({tp: expected[tp] for tp in unknown})
+            except IllegalStateError as exc:  # a rebalance took a partition away; its next assignment seeks
+                log.info("gate: could not seek %s (%r)", unknown, exc)
+        self.expected = expected
+        log.info(
+            "gate: sought (generation %s): %s",
+            self.app.consumer_generation_id,
+            ", ".join(f"{tp.topic}:{tp.partition}@{o}" for tp, o in sorted(self.expected.items())),
+        )
 
     async def admit(self, message: Any) -> bool:
         """Whether the agent handles ``message`` now (else it is skipped and read again later).
@@ -178,10 +212,32 @@ class OffsetGate:
             if message.generation_id != app.consumer_generation_id or self.stops != stops:
                 return False  # a revocation started: faust waits for this record to be released
             await asyncio.sleep(self.poll_s)
-        if message.generation_id != app.consumer_generation_id or message.offset != expected:
+        if message.generation_id != app.consumer_generation_id:
+            return False
+        if message.offset != expected:
+            self._note_skip(message.tp, expected, message.offset)
             return False
         self.expected[message.tp] = expected + 1
         return True
+
+    def _note_skip(self, tp: Any, expected: int, offset: int) -> None:
+        """Log the first skip of a partition's turn (one line per partition and seek); warn when records
+        ahead of the turn keep coming for ``stall_warn_s`` while the turn's own record does not."""
+        now = time.monotonic()
+        first = self._skips.get((tp, expected))
+        if first is None:
+            self._skips[(tp, expected)] = now
+            log.info("gate: %s:%d expects offset %d, skipped %d", tp.topic, tp.partition, expected, offset)
+        elif offset > expected and now - first > self.stall_warn_s and (tp, expected) not in self._warned:
+            self._warned.add((tp, expected))
+            log.warning(
+                "gate: %s:%d has waited %.1f s for offset %d while later records arrive (now %d)",
+                tp.topic,
+                tp.partition,
+                now - first,
+                expected,
+                offset,
+            )
 
 
 def drop_revoked_attachments(app: Any) -> None:

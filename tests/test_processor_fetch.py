@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mode import Service
 
-from stream_processors.fetch import _deliver, _lean_callback, _raw_bytes
+from stream_processors.fetch import _deliver, _lean_callback, _raw_bytes, getmany
 
 
 class _Consumer(Service):
@@ -148,3 +148,54 @@ async def _the_lean_callback_delivers_the_record_as_an_event(full: bool) -> None
     (event,) = channel.put_items if full else channel.queue.items
     assert (event.key, event.value, event.message) == (b"key", b"value", message)
     assert message.refcount == 1  # acked once by the agent, as faust's conductor counts it
+
+
+class _Fetching:
+    """What ``getmany`` uses of faust's consumer; ``stop_after`` records stops the flow mid-batch."""
+
+    def __init__(self, records: dict[str, list[int]], *, flow_active: bool = True, stop_after: int = -1) -> None:
+        from types import SimpleNamespace
+
+        self.records, self.flow_active, self.stop_after = records, flow_active, stop_after
+        self.should_stop = False
+        self._buffered_partitions: set[str] = set()
+        self.seeks = 0
+        self.app = SimpleNamespace(consumer_generation_id=3, monitor=SimpleNamespace(track_tp_end_offset=_ignore))
+        self.scheduler = SimpleNamespace(iterate=lambda rs: ((tp, r) for tp, recs in rs.items() for r in recs))
+
+    async def _wait_next_records(self, timeout: float) -> tuple[dict[str, list[int]], set[str]]:
+        return self.records, {"a", "b"}
+
+    def _to_message(self, tp: str, record: int) -> tuple[str, int]:
+        if self.stop_after == 0:
+            self.flow_active = False
+        self.stop_after -= 1
+        return (tp, record)
+
+    def highwater(self, tp: str) -> int:
+        return 99
+
+    async def perform_seek(self) -> None:  # faust's getmany calls this when the flow is stopped
+        self.seeks += 1
+
+
+def _ignore(*_: Any) -> None:
+    return None
+
+
+async def _drain(consumer: _Fetching) -> list[Any]:
+    return [m async for _tp, m in getmany(consumer, timeout=1.0)]
+
+
+def test_getmany_yields_the_active_partitions_records_in_the_schedulers_order() -> None:
+    consumer = _Fetching({"a": [1, 2], "b": [3], "c": [4]})
+    assert asyncio.run(_drain(consumer)) == [("a", 1), ("a", 2), ("b", 3)]  # c is paused: dropped, as faust
+
+
+def test_getmany_drops_a_stopped_flows_records_without_seeking() -> None:
+    """faust seeks back to the committed offsets here, racing the rebalance's recovery in the consumer
+    thread; the recovery that ends every stopped flow seeks instead (stream_processors/README.md)."""
+    stopped = _Fetching({"a": [1, 2]}, flow_active=False)
+    assert asyncio.run(_drain(stopped)) == [] and stopped.seeks == 0
+    midway = _Fetching({"a": [1, 2, 3]}, stop_after=0)  # stops while the first is handed over
+    assert asyncio.run(_drain(midway)) == [("a", 1)] and midway.seeks == 0
