@@ -87,14 +87,14 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:
 async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
     """``Consumer.getmany`` (``transport/consumer.py`` ~700-775) without its seek when the flow is stopped.
 
-    faust drops what a fetch brought while the flow is stopped (a rebalance is under way) and seeks every
-    assigned partition back to its committed offset from the fetch loop, concurrently with the rebalance's
-    own recovery (its changelog seeks and reads) in the consumer thread. Seen in ``mc chaos join``
-    (``join_leave``, 2 runs of 29): a recovery that this seek overlapped got no changelog record for minutes
-    ("No event received for active tp ... since recovery start") and the worker's partitions stalled.
-    The seek is not needed: every stopped flow ends with a recovery, which seeks the changelogs to where it
-    reads from and the source partitions to their committed offsets before the flow resumes
-    (``tables/recovery.py``), so what was dropped here is fetched again."""
+    faust drops what a fetch brought while the flow is stopped (a rebalance is under way) and then seeks
+    every assigned partition back to its committed offset, from the fetch loop, concurrently with the
+    rebalance's recovery (its changelog seeks, its seek of the source partitions) in the consumer thread.
+    Two seeks that interleave can leave a source partition positioned by one and its turn in the offset
+    gate set by the other. The seek is not needed: every stopped flow ends with a recovery, which seeks the
+    changelogs to where it reads from and the source partitions to their committed offsets before the flow
+    resumes (``tables/recovery.py``), so what was dropped here is fetched again. See
+    ``stream_processors/README.md``, cause 8, for the stall this was looked at for (not fixed by it)."""
     records, active_partitions = await consumer._wait_next_records(timeout)
     generation_id = consumer.app.consumer_generation_id
     if records is None or consumer.should_stop or not consumer.flow_active:

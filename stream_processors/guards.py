@@ -122,7 +122,9 @@ class OffsetGate:
 
     #: how often a held record looks whether its assignment's seek is known (only during a rebalance)
     poll_s = 0.02
-    #: records ahead of a partition's turn for this long without the turn's record: logged as a warning
+    #: records ahead of a partition's turn for this long without the turn's record: sought back to it
+    reseek_after_s = 2.0
+    #: ... and for this long: logged as a warning
     stall_warn_s = 5.0
 
     def __init__(self, app: Any, source_topics: set[str]) -> None:
@@ -136,6 +138,8 @@ class OffsetGate:
         #: (partition, expected offset) -> when a record was first skipped waiting for it
         self._skips: dict[tuple[Any, int], float] = {}
         self._warned: set[tuple[Any, int]] = set()
+        #: turns this gate has sought a partition back to (once each)
+        self._resought: set[tuple[Any, int]] = set()
 
     def install(self) -> None:
         from faust.transport import consumer as fc
@@ -178,6 +182,7 @@ class OffsetGate:
         self.expected.clear()
         self._skips.clear()
         self._warned.clear()
+        self._resought.clear()
 
     async def on_sought(self, consumer: Any) -> None:
         """Each source partition's turn after a seek: its committed offset, or its log start when nothing
@@ -215,20 +220,49 @@ class OffsetGate:
         if message.generation_id != app.consumer_generation_id:
             return False
         if message.offset != expected:
-            self._note_skip(message.tp, expected, message.offset)
+            waited = self._note_skip(message.tp, expected, message.offset)
+            if (
+                message.offset > expected
+                and waited >= self.reseek_after_s
+                and (message.tp, expected) not in self._resought
+                and not app.rebalancing
+                and self.stops == stops
+            ):
+                await self._reseek(message.tp, expected)
             return False
         self.expected[message.tp] = expected + 1
         return True
 
-    def _note_skip(self, tp: Any, expected: int, offset: int) -> None:
+    async def _reseek(self, tp: Any, offset: int) -> None:
+        """Seek ``tp`` back to its turn, which the fetch position has passed (once per turn).
+
+        Seen in ``mc chaos join`` (``join_leave``, two rebalances within ~3 s): after the seek that set a
+        partition's turn to its committed offset, its records came from ~30 offsets further on (the
+        previous owner's last commit, it seems, which the seek had not read) and never from the turn: the
+        partition stalled for good. Records between the turn and the position are then handled again
+        (replays: at least once)."""
+        self._resought.add((tp, offset))
+        async with self.seeking:
+            if self.expected.get(tp) != offset:  # a seek set a new turn meanwhile
+                return
+            try:
+                await self.app.consumer.seek_wait({tp: offset})
+            except IllegalStateError as exc:  # a rebalance took it away; its next assignment seeks
+                log.info("gate: could not seek %s:%d back to %d (%r)", tp.topic, tp.partition, offset, exc)
+                return
+        log.warning("gate: %s:%d sought back to its turn %d: the fetch had passed it", tp.topic, tp.partition, offset)
+
+    def _note_skip(self, tp: Any, expected: int, offset: int) -> float:
         """Log the first skip of a partition's turn (one line per partition and seek); warn when records
-        ahead of the turn keep coming for ``stall_warn_s`` while the turn's own record does not."""
+        ahead of the turn keep coming for ``stall_warn_s`` while the turn's own record does not. Returns
+        how long the turn has waited (since its first skip)."""
         now = time.monotonic()
         first = self._skips.get((tp, expected))
         if first is None:
             self._skips[(tp, expected)] = now
             log.info("gate: %s:%d expects offset %d, skipped %d", tp.topic, tp.partition, expected, offset)
-        elif offset > expected and now - first > self.stall_warn_s and (tp, expected) not in self._warned:
+            return 0.0
+        if offset > expected and now - first > self.stall_warn_s and (tp, expected) not in self._warned:
             self._warned.add((tp, expected))
             log.warning(
                 "gate: %s:%d has waited %.1f s for offset %d while later records arrive (now %d)",
@@ -238,6 +272,7 @@ class OffsetGate:
                 expected,
                 offset,
             )
+        return now - first
 
 
 def drop_revoked_attachments(app: Any) -> None:
