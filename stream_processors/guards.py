@@ -155,11 +155,11 @@ class OffsetGate:
             if gate is None:
                 await original_seek(consumer)
                 return
-            # One seek at a time, the gate's turns set with it: faust seeks from the recovery and from
-            # the fetch loop (``getmany`` while the flow is stopped), and two seeks that interleave (one
-            # committed-offset request per partition each) can leave a partition sought by one and its
-            # turn set by the other, which read the committed offsets earlier: the turn then lies behind
-            # the fetch position, every record comes ahead of it, and the partition stalls.
+            # One seek at a time, the gate's turns set with it: the recovery's seeks and the gate's own
+            # seek back (:meth:`_reseek`) must not interleave (one committed-offset request per partition
+            # each), or a partition could be sought by one and its turn set by the other: the turn would
+            # lie behind the fetch position and every record come ahead of it. (faust's fetch loop also
+            # sought from ``getmany``; the worker's loop does not: stream_processors.fetch.getmany.)
             async with gate.seeking:
                 await original_seek(consumer)
                 await gate.on_sought(consumer)
@@ -234,13 +234,13 @@ class OffsetGate:
         return True
 
     async def _reseek(self, tp: Any, offset: int) -> None:
-        """Seek ``tp`` back to its turn, which the fetch position has passed (once per turn).
+        """Seek ``tp`` back to its turn, which the fetch position has passed (once per turn): a backstop.
 
-        Seen in ``mc chaos join`` (``join_leave``, two rebalances within ~3 s): after the seek that set a
-        partition's turn to its committed offset, its records came from ~30 offsets further on (the
-        previous owner's last commit, it seems, which the seek had not read) and never from the turn: the
-        partition stalled for good. Records between the turn and the position are then handled again
-        (replays: at least once)."""
+        Seen in ``mc chaos join`` (``join_leave``, two rebalances within ~3 s): the records at a turn were
+        fetched and then cleared from the agent's queue by faust's flow control (no longer: see
+        :func:`~stream_processors.batching.consume_batches`), and the partition's records came from further
+        on, never from the turn: it stalled for good. Records between the turn and the position are then
+        handled again (replays: at least once)."""
         self._resought.add((tp, offset))
         async with self.seeking:
             if self.expected.get(tp) != offset:  # a seek set a new turn meanwhile
