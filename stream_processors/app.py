@@ -33,6 +33,7 @@ from stream_processors.guards import OffsetGate, drop_revoked_attachments, refus
 from stream_processors.metrics import parse_metrics_key
 from stream_processors.settings import ProcessorSettings
 from stream_processors.tables import store_get
+from stream_processors.watchdog import RecoveryWatchdog
 from stream_processors.worker import Processor
 
 __all__ = ["ProcessorApp", "create_app", "source_partitions"]
@@ -149,6 +150,12 @@ def create_app(settings: ProcessorSettings | None = None, *, partitions: int | N
             proc.assigned(parts)
             owned["parts"] = parts
         await proc.expire_due()
+
+    watchdog = RecoveryWatchdog(app)
+
+    @app.timer(5.0)  # type: ignore[untyped-decorator]
+    async def recovery_watchdog() -> None:
+        await watchdog.tick()
 
     from stream_processors.web import register_pages
 

@@ -48,6 +48,7 @@ from schemas.topics import TopicKey, topic_name
 from stream_processors.api import ProcessorClient, ProcessorStats
 
 __all__ = [
+    "BACKSTOP_LOG_LINES",
     "BAD_LOG_LINES",
     "SCENARIOS",
     "ChaosError",
@@ -58,6 +59,10 @@ __all__ = [
     "run_scenario",
 ]
 
+#: what a worker logs when a backstop rescued a stalled partition (the gate's seek back to a partition's
+#: turn, the recovery watchdog's seek of a silent changelog partition): counted, so that a run with 0
+#: missing that needed one shows it
+BACKSTOP_LOG_LINES = ("sought back to its turn", "recovery: no record of")
 #: what a crash loop leaves in a worker's log
 BAD_LOG_LINES = ("Traceback", "PartitionsMismatch", "missing topic", "Crashed", "[ERROR]")
 _NOT_CRASHES = (
@@ -125,6 +130,10 @@ class WorkerProcess:
         aiokafka's connection errors while the broker is away (it reconnects)."""
         lines = self.log.read_text(errors="replace").splitlines()
         return [x for x in lines if any(b in x for b in BAD_LOG_LINES) and not any(o in x for o in _NOT_CRASHES)]
+
+    def backstop_lines(self) -> list[str]:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [x for x in lines if any(b in x for b in BACKSTOP_LOG_LINES)]
 
     def kill(self) -> None:
         if self.proc.running():
@@ -217,6 +226,8 @@ class RunResult:
     #: crash lines in the logs of workers that were not killed on purpose
     bad_log_lines: int
     seconds: float
+    #: backstops that fired (:data:`BACKSTOP_LOG_LINES`): each rescued a partition that had stalled
+    backstops: int = 0
     error: str | None = None
 
 
@@ -294,6 +305,9 @@ class _Run:
 
     def bad_lines(self) -> int:
         return sum(len(w.bad_lines()) for w in self.workers if id(w) not in self.killed)
+
+    def backstop_lines(self) -> int:
+        return sum(len(w.backstop_lines()) for w in self.workers)
 
     def cleanup(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -396,7 +410,7 @@ def run_scenario(
     except ChaosError as exc:
         error = str(exc)[-2000:]
     finally:
-        bad = r.bad_lines()
+        bad, backstops = r.bad_lines(), r.backstop_lines()
         if error is not None or not want <= set(ids):
             r.save_stats()
             if not want <= set(ids):
@@ -411,6 +425,7 @@ def run_scenario(
         duplicated=sum(n - 1 for n in counts.values() if n > 1),
         bad_log_lines=bad,
         seconds=round(time.monotonic() - started, 1),
+        backstops=backstops,
         error=error,
     )
 
@@ -457,5 +472,6 @@ def run(
             "duplicated": sum(x.duplicated for x in mine),
             "failed_runs": sum(x.error is not None for x in mine),
             "bad_log_lines": sum(x.bad_log_lines for x in mine),
+            "backstops": sum(x.backstops for x in mine),
         }
     return {"scenarios": summary, "missing_total": sum(s["missing"] for s in summary.values())}
