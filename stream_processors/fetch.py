@@ -14,6 +14,8 @@ have run the same steps in the callback's task and returned it as the winner). W
 rest of it races the flow's suspension exactly as in faust (:class:`_Rest` continues the started
 coroutine inside ``wait_first``'s task). The read offsets and gaps of faust's loop are not kept: the
 offset gate orders the records (:class:`~stream_processors.guards.OffsetGate`, which installs this loop).
+:func:`getmany` fetches for a copy of the active partitions and gives back (seeks back to) what it
+fetched and did not hand over, instead of dropping it.
 
 :func:`install_lean_delivery` gives the conductor a leaner callback for the source topics' partitions
 (raw bytes, one agent): faust's (``transport/conductor.py`` ~107-196) reads four settings per record through
@@ -85,29 +87,119 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:
 
 
 async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-    """``Consumer.getmany`` (``transport/consumer.py`` ~700-775) without its seek when the flow is stopped.
+    """``Consumer.getmany`` (``transport/consumer.py`` ~700-775) that gives back what it does not hand over.
 
-    faust drops what a fetch brought while the flow is stopped (a rebalance is under way) and then seeks
-    every assigned partition back to its committed offset, from the fetch loop, concurrently with the
-    rebalance's recovery (its changelog seeks, its seek of the source partitions) in the consumer thread.
-    Two seeks that interleave can leave a source partition positioned by one and its turn in the offset
-    gate set by the other. The seek is not needed: every stopped flow ends with a recovery, which seeks the
-    changelogs to where it reads from and the source partitions to their committed offsets before the flow
-    resumes (``tables/recovery.py``), so what was dropped here is fetched again. See
-    ``stream_processors/README.md``, cause 8, for the stall this was looked at for (not fixed by it)."""
-    records, active_partitions = await consumer._wait_next_records(timeout)
+    Three changes to faust's, each for a way records were consumed from aiokafka and never delivered:
+
+    * The fetch is asked for a *copy* of the active partitions (:func:`_next_records`). faust passes its
+      live set to the consumer thread, which drains aiokafka's buffer of every partition in it while it
+      waits, and of *every* partition once the set is empty (aiokafka's ``fetched_records`` reads an empty
+      set as "all"): a revocation empties it while a fetch waits.
+    * Records not handed over (the flow stopped, the generation changed, the partition is not active
+      any more) are given back: their partition is sought back to the first of them, unless something
+      (a recovery, the offset gate) sought it since the fetch (:func:`_give_back`). faust drops them, so
+      aiokafka's position stays past them. This was the recovery that received nothing
+      (``stream_processors/README.md``, cause 8b): a changelog partition fetched from offset 0 by a
+      request made before the recovery sought it to 0 (aiokafka keeps a response whose fetch offset
+      equals the position), drained by a fetch that was waiting when the recovery sought, dropped
+      because the flow was not yet resumed, and never fetched again.
+    * No seek back to the committed offsets when the flow is stopped: it ran from this loop concurrently
+      with the rebalance's recovery in the consumer thread. Every stopped flow ends with a recovery, which
+      seeks the changelogs and the source partitions before the flow resumes (``tables/recovery.py``).
+    """
+    records, positions = await _next_records(consumer, timeout)
     generation_id = consumer.app.consumer_generation_id
-    if records is None or consumer.should_stop or not consumer.flow_active:
+    if not records:
         return
-    to_message = consumer._to_message
-    buffered = consumer._buffered_partitions
-    track_end = consumer.app.monitor.track_tp_end_offset
-    for tp, record in consumer.scheduler.iterate(records):
-        if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
-            break
-        if active_partitions is None or tp in active_partitions or tp in buffered:
-            track_end(tp, consumer.highwater(tp))
-            yield tp, to_message(tp, record)
+    handed: dict[Any, int] = dict.fromkeys(records, 0)  # records handed over, per partition (a prefix)
+    stopped: set[Any] = set()  # partitions whose rest is given back
+    try:
+        if consumer.should_stop or not consumer.flow_active:
+            return
+        to_message = consumer._to_message
+        buffered = consumer._buffered_partitions
+        track_end = consumer.app.monitor.track_tp_end_offset
+        for tp, record in consumer.scheduler.iterate(records):
+            if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
+                break
+            if tp in stopped:
+                continue
+            if tp in consumer._get_active_partitions() or tp in buffered:
+                track_end(tp, consumer.highwater(tp))
+                handed[tp] += 1
+                yield tp, to_message(tp, record)
+            else:
+                stopped.add(tp)
+    finally:
+        left = {
+            tp: (recs[handed[tp]].offset, positions[tp])
+            for tp, recs in records.items()
+            if handed[tp] < len(recs) and tp in positions
+        }
+        if left and not consumer.should_stop:
+            await _give_back(consumer, left)
+
+
+async def _next_records(consumer: Any, timeout: float) -> tuple[dict[Any, list[Any]], dict[Any, int]]:
+    """``Consumer._wait_next_records`` with a copy of the active partitions, and each fetched partition's
+    position right after the fetch (read in the consumer thread, in the same step as the fetch)."""
+    if not consumer.flow_active:
+        await consumer.wait(consumer.can_resume_flow)
+    try:
+        consumer.not_waiting_next_records.set()  # as faust
+        if consumer.app.client_only:
+            raise NotImplementedError("the join worker is not a client-only app")
+        active = frozenset(consumer._get_active_partitions())
+        if not active:
+            await consumer.sleep(1)  # as faust: nothing to fetch, still give the loop a turn
+            return {}, {}
+        thread = consumer._thread
+        result: tuple[dict[Any, list[Any]], dict[Any, int]] = await thread.call_thread(
+            _fetch, thread, thread._ensure_consumer(), active, timeout
+        )
+        return result
+    finally:
+        consumer.not_waiting_next_records.set()
+
+
+async def _fetch(
+    thread: Any, inner: Any, partitions: frozenset[Any], timeout: float
+) -> tuple[dict[Any, list[Any]], dict[Any, int]]:
+    """In the consumer thread: faust's fetch (``AIOKafkaConsumerThread._fetch_records``: its flow and
+    closed checks), then the positions it left, before anything else can run on the thread."""
+    records = await thread._fetch_records(inner, partitions, timeout=timeout, max_records=inner._max_poll_records)
+    assignment = _assignment(inner)
+    positions = {}
+    for tp in records:
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is not None and state.has_valid_position:
+            positions[tp] = state.position
+    return records, positions
+
+
+async def _give_back(consumer: Any, left: dict[Any, tuple[int, int]]) -> None:
+    """Seek each partition of ``left`` (first offset not handed over, position after the fetch) back to that
+    offset, in the consumer thread, if it is still at the position the fetch left."""
+    thread = consumer._thread
+    try:
+        await thread.call_thread(_seek_back, thread._ensure_consumer(), left)
+    except Exception as exc:  # the consumer is stopping; a partition moved away: its next seek positions it
+        consumer.log.info("fetch: could not give back %s (%r)", sorted(left), exc)
+
+
+async def _seek_back(inner: Any, left: dict[Any, tuple[int, int]]) -> None:
+    assignment = _assignment(inner)
+    if assignment is None:
+        return
+    for tp, (first, after) in left.items():
+        state = assignment.state_value(tp)
+        if state is not None and state.has_valid_position and state.position == after:
+            inner.seek(tp, first)
+
+
+def _assignment(inner: Any) -> Any:
+    subscription = inner._subscription.subscription
+    return None if subscription is None else subscription.assignment
 
 
 async def _deliver(consumer: Any, delivery: Coroutine[Any, Any, None]) -> None:

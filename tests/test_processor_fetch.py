@@ -150,27 +150,95 @@ async def _the_lean_callback_delivers_the_record_as_an_event(full: bool) -> None
     assert message.refcount == 1  # acked once by the agent, as faust's conductor counts it
 
 
+class _Inner:
+    """aiokafka's consumer as the fetch sees it: a buffer of fetched records and a position per partition."""
+
+    _max_poll_records = 500
+
+    def __init__(self, consumer: _Fetching, records: dict[str, list[int]]) -> None:
+        from types import SimpleNamespace
+
+        self.consumer, self.buffer = consumer, {tp: list(offsets) for tp, offsets in records.items()}
+        self.positions = {tp: offsets[0] for tp, offsets in records.items()}
+        self.sought: list[tuple[str, int]] = []
+        state = lambda tp: SimpleNamespace(has_valid_position=True, position=self.positions[tp])  # noqa: E731
+        assignment = SimpleNamespace(state_value=state)
+        self._subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+
+    def fetched_records(self, partitions: Any) -> dict[str, list[Any]]:
+        from types import SimpleNamespace
+
+        # as aiokafka's: an empty set is read as every partition
+        drained = {tp: offsets for tp, offsets in self.buffer.items() if not partitions or tp in partitions}
+        for tp, offsets in drained.items():
+            del self.buffer[tp]
+            self.positions[tp] = offsets[-1] + 1
+        return {tp: [SimpleNamespace(offset=o) for o in offsets] for tp, offsets in drained.items()}
+
+    def seek(self, tp: str, offset: int) -> None:
+        self.sought.append((tp, offset))
+        self.positions[tp] = offset
+
+
+class _Thread:
+    def __init__(self, consumer: _Fetching, inner: _Inner) -> None:
+        self.consumer, self.inner = consumer, inner
+
+    def _ensure_consumer(self) -> _Inner:
+        return self.inner
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+    async def _fetch_records(self, inner: _Inner, partitions: Any, *, timeout: float, max_records: int) -> Any:
+        self.consumer.while_fetching()
+        return inner.fetched_records(partitions)
+
+
 class _Fetching:
     """What ``getmany`` uses of faust's consumer; ``stop_after`` records stops the flow mid-batch."""
 
-    def __init__(self, records: dict[str, list[int]], *, flow_active: bool = True, stop_after: int = -1) -> None:
+    def __init__(
+        self,
+        records: dict[str, list[int]],
+        *,
+        flow_active: bool = True,
+        stop_after: int = -1,
+        active: set[str] | None = None,
+    ) -> None:
+        import logging
         from types import SimpleNamespace
 
-        self.records, self.flow_active, self.stop_after = records, flow_active, stop_after
+        self.flow_active, self.stop_after = flow_active, stop_after
         self.should_stop = False
+        self._active_partitions = {"a", "b"} if active is None else active
         self._buffered_partitions: set[str] = set()
+        self.not_waiting_next_records = asyncio.Event()
+        self.can_resume_flow = asyncio.Event()
+        self.log = logging.getLogger("test")
         self.seeks = 0
-        self.app = SimpleNamespace(consumer_generation_id=3, monitor=SimpleNamespace(track_tp_end_offset=_ignore))
+        self.app = SimpleNamespace(
+            consumer_generation_id=3, client_only=False, monitor=SimpleNamespace(track_tp_end_offset=_ignore)
+        )
         self.scheduler = SimpleNamespace(iterate=lambda rs: ((tp, r) for tp, recs in rs.items() for r in recs))
+        self.inner = _Inner(self, records)
+        self._thread = _Thread(self, self.inner)
+        self.while_fetching: Any = lambda: None
 
-    async def _wait_next_records(self, timeout: float) -> tuple[dict[str, list[int]], set[str]]:
-        return self.records, {"a", "b"}
+    def _get_active_partitions(self) -> set[str]:
+        return self._active_partitions
 
-    def _to_message(self, tp: str, record: int) -> tuple[str, int]:
+    async def wait(self, event: asyncio.Event) -> None:
+        await event.wait()
+
+    async def sleep(self, seconds: float) -> None:
+        return None
+
+    def _to_message(self, tp: str, record: Any) -> tuple[str, int]:
         if self.stop_after == 0:
             self.flow_active = False
         self.stop_after -= 1
-        return (tp, record)
+        return (tp, record.offset)
 
     def highwater(self, tp: str) -> int:
         return 99
@@ -189,13 +257,52 @@ async def _drain(consumer: _Fetching) -> list[Any]:
 
 def test_getmany_yields_the_active_partitions_records_in_the_schedulers_order() -> None:
     consumer = _Fetching({"a": [1, 2], "b": [3], "c": [4]})
-    assert asyncio.run(_drain(consumer)) == [("a", 1), ("a", 2), ("b", 3)]  # c is paused: dropped, as faust
+    assert asyncio.run(_drain(consumer)) == [("a", 1), ("a", 2), ("b", 3)]
+    assert consumer.inner.buffer == {"c": [4]}  # c is paused: not fetched for, left in aiokafka's buffer
 
 
-def test_getmany_drops_a_stopped_flows_records_without_seeking() -> None:
+def test_getmany_gives_back_a_stopped_flows_records_without_seeking_to_committed() -> None:
     """faust seeks back to the committed offsets here, racing the rebalance's recovery in the consumer
-    thread; the recovery that ends every stopped flow seeks instead (stream_processors/README.md)."""
-    stopped = _Fetching({"a": [1, 2]}, flow_active=False)
-    assert asyncio.run(_drain(stopped)) == [] and stopped.seeks == 0
+    thread; the recovery that ends every stopped flow seeks instead (stream_processors/README.md). What was
+    fetched and not handed over is sought back to, so that it is fetched again."""
+
+    async def stop_while_fetching() -> list[Any]:
+        stopped = _Fetching({"a": [1, 2]})
+        stopped.while_fetching = lambda: setattr(stopped, "flow_active", False)
+        assert await _drain(stopped) == [] and stopped.seeks == 0
+        return stopped.inner.sought
+
+    assert asyncio.run(stop_while_fetching()) == [("a", 1)]
     midway = _Fetching({"a": [1, 2, 3]}, stop_after=0)  # stops while the first is handed over
     assert asyncio.run(_drain(midway)) == [("a", 1)] and midway.seeks == 0
+    assert midway.inner.sought == [("a", 2)] and midway.inner.positions["a"] == 2
+
+
+def test_getmany_fetches_for_a_copy_of_the_active_partitions() -> None:
+    """A revocation that empties the active set while the fetch waits must not make it drain every partition
+    (aiokafka reads an empty set as "all"): the changelog records a recovery has just sought would be
+    consumed and dropped (cause 8b in stream_processors/README.md)."""
+    consumer = _Fetching({"a": [1], "changelog": [0, 1, 2]}, active={"a"})
+
+    def revoke() -> None:
+        consumer._active_partitions.clear()
+        consumer.flow_active = False
+
+    consumer.while_fetching = revoke
+    assert asyncio.run(_drain(consumer)) == []
+    assert consumer.inner.buffer == {"changelog": [0, 1, 2]} and consumer.inner.positions["changelog"] == 0
+    assert consumer.inner.sought == [("a", 1)]  # a's record was fetched and not handed over: given back
+
+
+def test_getmany_leaves_a_partition_sought_since_the_fetch_where_it_was_sought() -> None:
+    consumer = _Fetching({"a": [5, 6, 7]}, stop_after=0)
+
+    async def run() -> list[Any]:
+        got = []
+        async for _tp, message in getmany(consumer, timeout=1.0):
+            got.append(message)
+            consumer.inner.seek("a", 40)  # a recovery's seek while the batch is handed over
+        return got
+
+    assert asyncio.run(run()) == [("a", 5)]
+    assert consumer.inner.sought == [("a", 40)] and consumer.inner.positions["a"] == 40
