@@ -26,8 +26,9 @@ wait for a producer buffer this worker never fills, which was two thirds of the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
-from typing import Any
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from typing import Any, NamedTuple
 
 __all__ = ["drain_messages", "getmany", "install_lean_delivery"]
 
@@ -53,9 +54,13 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            records: AsyncIterator[tuple[Any, Any]] = getmany(consumer, timeout=1.0)
+            records = getmany(consumer, timeout=1.0)
             await asyncio.sleep(0)  # as faust: getmany can return at once, again and again
-            if not consumer.should_stop:
+            if consumer.should_stop:
+                continue
+            # closed here, also when a delivery raises: what it did not hand over is given back now, not by
+            # a finaliser later (stream_processors.fetch.getmany)
+            async with contextlib.aclosing(records):
                 async for _tp, message in records:
                     since_yield += 1
                     if since_yield > YIELD_EVERY:
@@ -86,7 +91,7 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:
         unset_flag(CONSUMER_FETCHING)
 
 
-async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+async def getmany(consumer: Any, timeout: float) -> AsyncGenerator[tuple[Any, Any], None]:
     """``Consumer.getmany`` (``transport/consumer.py`` ~700-775) that gives back what it does not hand over.
 
     Three changes to faust's, each for a way records were consumed from aiokafka and never delivered:
@@ -118,16 +123,18 @@ async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any
             return
         to_message = consumer._to_message
         buffered = consumer._buffered_partitions
+        live = consumer._get_active_partitions()  # faust changes this set in place: the check below is live
         track_end = consumer.app.monitor.track_tp_end_offset
         for tp, record in consumer.scheduler.iterate(records):
             if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
                 break
             if tp in stopped:
                 continue
-            if tp in consumer._get_active_partitions() or tp in buffered:
+            if tp in live or tp in buffered:
                 track_end(tp, consumer.highwater(tp))
+                message = to_message(tp, record)
                 handed[tp] += 1
-                yield tp, to_message(tp, record)
+                yield tp, message
             else:
                 stopped.add(tp)
     finally:
@@ -140,21 +147,20 @@ async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any
             await _give_back(consumer, left)
 
 
-async def _next_records(consumer: Any, timeout: float) -> tuple[dict[Any, list[Any]], dict[Any, int]]:
+async def _next_records(consumer: Any, timeout: float) -> tuple[dict[Any, list[Any]], dict[Any, _After]]:
     """``Consumer._wait_next_records`` with a copy of the active partitions, and each fetched partition's
     position right after the fetch (read in the consumer thread, in the same step as the fetch)."""
     if not consumer.flow_active:
         await consumer.wait(consumer.can_resume_flow)
     try:
         consumer.not_waiting_next_records.set()  # as faust
-        if consumer.app.client_only:
-            raise NotImplementedError("the join worker is not a client-only app")
-        active = frozenset(consumer._get_active_partitions())
-        if not active:
+        # a client-only app fetches every partition (None), as faust's
+        active = None if consumer.app.client_only else frozenset(consumer._get_active_partitions())
+        if active is not None and not active:
             await consumer.sleep(1)  # as faust: nothing to fetch, still give the loop a turn
             return {}, {}
         thread = consumer._thread
-        result: tuple[dict[Any, list[Any]], dict[Any, int]] = await thread.call_thread(
+        result: tuple[dict[Any, list[Any]], dict[Any, _After]] = await thread.call_thread(
             _fetch, thread, thread._ensure_consumer(), active, timeout
         )
         return result
@@ -162,24 +168,33 @@ async def _next_records(consumer: Any, timeout: float) -> tuple[dict[Any, list[A
         consumer.not_waiting_next_records.set()
 
 
+class _After(NamedTuple):
+    """Where a fetch left a partition: aiokafka's state of it (one per assignment) and its position."""
+
+    state: Any
+    position: int
+
+
 async def _fetch(
-    thread: Any, inner: Any, partitions: frozenset[Any], timeout: float
-) -> tuple[dict[Any, list[Any]], dict[Any, int]]:
+    thread: Any, inner: Any, partitions: frozenset[Any] | None, timeout: float
+) -> tuple[dict[Any, list[Any]], dict[Any, _After]]:
     """In the consumer thread: faust's fetch (``AIOKafkaConsumerThread._fetch_records``: its flow and
-    closed checks), then the positions it left, before anything else can run on the thread."""
+    closed checks), then where it left each partition, before anything else can run on the thread."""
     records = await thread._fetch_records(inner, partitions, timeout=timeout, max_records=inner._max_poll_records)
     assignment = _assignment(inner)
-    positions = {}
+    after = {}
     for tp in records:
         state = assignment.state_value(tp) if assignment is not None else None
         if state is not None and state.has_valid_position:
-            positions[tp] = state.position
-    return records, positions
+            after[tp] = _After(state, state.position)
+    return records, after
 
 
-async def _give_back(consumer: Any, left: dict[Any, tuple[int, int]]) -> None:
-    """Seek each partition of ``left`` (first offset not handed over, position after the fetch) back to that
-    offset, in the consumer thread, if it is still at the position the fetch left."""
+async def _give_back(consumer: Any, left: dict[Any, tuple[int, _After]]) -> None:
+    """Seek each partition of ``left`` (first offset not handed over, where the fetch left it) back to that
+    offset, in the consumer thread, if it is still where the fetch left it: same assignment, same position
+    (a seek since, to anywhere else, wins; one to the same position is undone harmlessly: the records
+    below it are read again, and the gate and the recovery skip what they have)."""
     thread = consumer._thread
     try:
         await thread.call_thread(_seek_back, thread._ensure_consumer(), left)
@@ -187,13 +202,13 @@ async def _give_back(consumer: Any, left: dict[Any, tuple[int, int]]) -> None:
         consumer.log.info("fetch: could not give back %s (%r)", sorted(left), exc)
 
 
-async def _seek_back(inner: Any, left: dict[Any, tuple[int, int]]) -> None:
+async def _seek_back(inner: Any, left: dict[Any, tuple[int, _After]]) -> None:
     assignment = _assignment(inner)
     if assignment is None:
         return
     for tp, (first, after) in left.items():
         state = assignment.state_value(tp)
-        if state is not None and state.has_valid_position and state.position == after:
+        if state is after.state and state.has_valid_position and state.position == after.position:
             inner.seek(tp, first)
 
 

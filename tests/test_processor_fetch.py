@@ -161,8 +161,8 @@ class _Inner:
         self.consumer, self.buffer = consumer, {tp: list(offsets) for tp, offsets in records.items()}
         self.positions = {tp: offsets[0] for tp, offsets in records.items()}
         self.sought: list[tuple[str, int]] = []
-        state = lambda tp: SimpleNamespace(has_valid_position=True, position=self.positions[tp])  # noqa: E731
-        assignment = SimpleNamespace(state_value=state)
+        self.states = {tp: _State(self, tp) for tp in records}
+        assignment = SimpleNamespace(state_value=self.states.get)
         self._subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
 
     def fetched_records(self, partitions: Any) -> dict[str, list[Any]]:
@@ -178,6 +178,19 @@ class _Inner:
     def seek(self, tp: str, offset: int) -> None:
         self.sought.append((tp, offset))
         self.positions[tp] = offset
+
+
+class _State:
+    """aiokafka's state of a partition: one object per partition and assignment, its position live."""
+
+    has_valid_position = True
+
+    def __init__(self, inner: _Inner, tp: str) -> None:
+        self.inner, self.tp = inner, tp
+
+    @property
+    def position(self) -> int:
+        return self.inner.positions[self.tp]
 
 
 class _Thread:
@@ -306,3 +319,20 @@ def test_getmany_leaves_a_partition_sought_since_the_fetch_where_it_was_sought()
 
     assert asyncio.run(run()) == [("a", 5)]
     assert consumer.inner.sought == [("a", 40)] and consumer.inner.positions["a"] == 40
+
+
+def test_getmany_gives_nothing_back_to_a_new_assignment_of_the_partition() -> None:
+    """A rebalance between the fetch and the give-back: the new assignment positions the partition itself (here
+    at the same offset the fetch left); seeking it back would only repeat records, but it is not this
+    fetch's to move."""
+    consumer = _Fetching({"a": [5, 6, 7]}, stop_after=0)
+
+    async def run() -> list[Any]:
+        got = []
+        async for _tp, message in getmany(consumer, timeout=1.0):
+            got.append(message)
+            consumer.inner.states["a"] = _State(consumer.inner, "a")  # aiokafka's state of a new assignment
+        return got
+
+    assert asyncio.run(run()) == [("a", 5)]
+    assert consumer.inner.sought == [] and consumer.inner.positions["a"] == 8
