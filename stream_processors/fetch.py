@@ -106,8 +106,8 @@ async def getmany(consumer: Any, timeout: float) -> AsyncGenerator[tuple[Any, An
       aiokafka's position stays past them. This was the recovery that received nothing
       (``stream_processors/README.md``, cause 8b): a changelog partition fetched from offset 0 by a
       request made before the recovery sought it to 0 (aiokafka keeps a response whose fetch offset
-      equals the position), drained by a fetch that was waiting when the recovery sought, dropped
-      because the flow was not yet resumed, and never fetched again.
+      equals the position), drained by a fetch that was waiting when the recovery sought, and dropped
+      because the flow was not yet resumed: the position was past the whole small changelog.
     * No seek back to the committed offsets when the flow is stopped: it ran from this loop concurrently
       with the rebalance's recovery in the consumer thread. Every stopped flow ends with a recovery, which
       seeks the changelogs and the source partitions before the flow resumes (``tables/recovery.py``).
