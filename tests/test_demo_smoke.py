@@ -55,7 +55,10 @@ def test_two_versions_go_live_on_live_traffic_and_everything_stops(kafka, s3, vl
     live = [r for r in results["per_version"] if r["version"] > 0 and r["live_at"] is not None]
     assert len(live) == line["versions"] >= 1
     if results["stop_reason"] == "max_versions":
-        assert line["versions"] >= 2 and sum(r["samples"] for r in live if r["version"] >= 2) >= 2
+        # the cap is a version number: v2 went live and answered a window. v1 need not have gone live: the
+        # node loads the newest version announced, so one superseded before it was loaded is skipped (seen in
+        # CI with windows of 2 examples: v0, then v2)
+        assert max(r["version"] for r in live) >= 2 and sum(r["samples"] for r in live if r["version"] >= 2) >= 2
         assert line["reward_after"] is not None
     for row in live:
         fresh = row["freshness"]
