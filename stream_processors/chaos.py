@@ -125,15 +125,13 @@ class WorkerProcess:
     def log_tail(self, chars: int = 3000) -> str:
         return self.proc.log_tail(chars)
 
-    def bad_lines(self) -> list[str]:
-        """Crash lines. Not crashes, though logged at ERROR: a starved event loop's keepalive warning, and
-        aiokafka's connection errors while the broker is away (it reconnects)."""
+    def scan_log(self) -> tuple[list[str], list[str]]:
+        """Crash lines and backstop lines (:data:`BACKSTOP_LOG_LINES`), from one read of the log. Not crashes,
+        though logged at ERROR: a starved event loop's keepalive warning, and aiokafka's connection errors
+        while the broker is away (it reconnects)."""
         lines = self.log.read_text(errors="replace").splitlines()
-        return [x for x in lines if any(b in x for b in BAD_LOG_LINES) and not any(o in x for o in _NOT_CRASHES)]
-
-    def backstop_lines(self) -> list[str]:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [x for x in lines if any(b in x for b in BACKSTOP_LOG_LINES)]
+        bad = [x for x in lines if any(b in x for b in BAD_LOG_LINES) and not any(o in x for o in _NOT_CRASHES)]
+        return bad, [x for x in lines if any(b in x for b in BACKSTOP_LOG_LINES)]
 
     def kill(self) -> None:
         if self.proc.running():
@@ -303,11 +301,14 @@ class _Run:
         }
         (self.dir / "diagnosis.json").write_text(json.dumps(report, indent=1))
 
-    def bad_lines(self) -> int:
-        return sum(len(w.bad_lines()) for w in self.workers if id(w) not in self.killed)
-
-    def backstop_lines(self) -> int:
-        return sum(len(w.backstop_lines()) for w in self.workers)
+    def log_counts(self) -> tuple[int, int]:
+        """Crash lines of the workers not killed on purpose, and backstops that fired in any worker."""
+        bad = backstops = 0
+        for w in self.workers:
+            crashes, rescues = w.scan_log()
+            bad += 0 if id(w) in self.killed else len(crashes)
+            backstops += len(rescues)
+        return bad, backstops
 
     def cleanup(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -410,7 +411,7 @@ def run_scenario(
     except ChaosError as exc:
         error = str(exc)[-2000:]
     finally:
-        bad, backstops = r.bad_lines(), r.backstop_lines()
+        bad, backstops = r.log_counts()
         if error is not None or not want <= set(ids):
             r.save_stats()
             if not want <= set(ids):

@@ -30,7 +30,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any, NamedTuple
 
-__all__ = ["drain_messages", "getmany", "install_lean_delivery"]
+__all__ = ["aiokafka_assignment", "drain_messages", "getmany", "install_lean_delivery"]
 
 #: records handed over between two turns of the event loop (faust's loop yields every 100)
 YIELD_EVERY = 100
@@ -181,7 +181,7 @@ async def _fetch(
     """In the consumer thread: faust's fetch (``AIOKafkaConsumerThread._fetch_records``: its flow and
     closed checks), then where it left each partition, before anything else can run on the thread."""
     records = await thread._fetch_records(inner, partitions, timeout=timeout, max_records=inner._max_poll_records)
-    assignment = _assignment(inner)
+    assignment = aiokafka_assignment(inner)
     after = {}
     for tp in records:
         state = assignment.state_value(tp) if assignment is not None else None
@@ -203,7 +203,7 @@ async def _give_back(consumer: Any, left: dict[Any, tuple[int, _After]]) -> None
 
 
 async def _seek_back(inner: Any, left: dict[Any, tuple[int, _After]]) -> None:
-    assignment = _assignment(inner)
+    assignment = aiokafka_assignment(inner)
     if assignment is None:
         return
     for tp, (first, after) in left.items():
@@ -212,7 +212,8 @@ async def _seek_back(inner: Any, left: dict[Any, tuple[int, _After]]) -> None:
             inner.seek(tp, first)
 
 
-def _assignment(inner: Any) -> Any:
+def aiokafka_assignment(inner: Any) -> Any:
+    """aiokafka's current assignment (its per-partition states), or None between assignments."""
     subscription = inner._subscription.subscription
     return None if subscription is None else subscription.assignment
 

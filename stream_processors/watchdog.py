@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka.errors import IllegalStateError
 
+from stream_processors.fetch import aiokafka_assignment
+
 __all__ = ["RecoveryWatchdog", "fetch_state", "silent_partitions"]
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ def fetch_state(app: Any) -> str:
     if inner is None:
         return "\n".join([*lines, "aiokafka: no consumer"])
     fetcher, subscription = inner._fetcher, inner._subscription
-    assignment: Any = subscription.subscription.assignment if subscription.subscription else None
+    assignment = aiokafka_assignment(inner)
     lines.append(
         f"aiokafka: reassignment_in_progress={subscription.reassignment_in_progress} "
         f"assignment_active={assignment.active if assignment else None} "
