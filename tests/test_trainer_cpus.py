@@ -81,3 +81,11 @@ def test_huge_pages_are_asked_for_before_torch_is_imported() -> None:
     off += "assert 'THP_MEM_ALLOC_ENABLE' not in os.environ\n"
     done = subprocess.run([sys.executable, "-c", off], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_free_heap_memory_is_handed_back_on_glibc() -> None:
+    import platform
+
+    from trainer.cpus import release_free_memory
+
+    assert release_free_memory() is (platform.libc_ver()[0] == "glibc")

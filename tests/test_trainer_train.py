@@ -115,3 +115,46 @@ def test_the_packed_pass_matches_a_plain_forward_per_sequence(slot) -> None:
     want = torch.cat([p.grad.flatten() for p in params])
     assert float((got - want).norm()) <= 1e-4 * float(want.norm())  # float32 sums in another order
     slot.model.zero_grad(set_to_none=True)
+
+
+def test_rows_in_chunks_behind_a_prefix_computed_once_give_the_same_logprobs_and_gradient(slot) -> None:
+    """The training loop runs a micro-batch's rows in chunks that read the prefix's keys and values
+    as leaves, and sends the leaves' summed gradient through the prefix once: the same logprobs and
+    gradient as the whole micro-batch in one pass (which the test above checks against plain SDPA)."""
+    from trainer.bench import synthetic_window
+    from trainer.model import SharedPrefix, token_logprobs
+    from trainer.train import WindowTrainer
+
+    slot.fresh("m")
+    torch.manual_seed(1)
+    for name, param in slot.model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0.0, 0.02)
+    window = synthetic_window(slot.tokenizer, 2, seed=4)
+    mb = WindowTrainer(slot.settings, slot).batches(window)[0]
+    chunks = mb.split(mb.input_ids.shape[1])  # one row each
+    assert len(chunks) == 2 and mb.prefix_ids.numel() > 0
+    params = slot.trainable()
+    weights = torch.linspace(0.5, 1.5, mb.next_ids.numel())  # a loss that is not symmetric in the tokens
+    slot.model.zero_grad(set_to_none=True)
+    slot.model.train()
+    try:
+        whole = token_logprobs(slot.model, mb)
+        (weights * whole).sum().backward()
+        want = [p.grad.clone() for p in params]
+        slot.model.zero_grad(set_to_none=True)
+        prefix = SharedPrefix(slot.model, mb.prefix_ids, collect=True)
+        parts, at = [], 0
+        for chunk in chunks:
+            lp = token_logprobs(slot.model, chunk, prefix=prefix)
+            (weights[at : at + lp.numel()] * lp).sum().backward()
+            parts.append(lp.detach())
+            at += lp.numel()
+        prefix.backward()
+    finally:
+        slot.model.eval()
+    assert torch.allclose(torch.cat(parts), whole.detach(), atol=3e-5)
+    got = torch.cat([p.grad.flatten() for p in params])
+    ref = torch.cat([g.flatten() for g in want])
+    assert float((got - ref).norm()) <= 1e-4 * float(ref.norm())
+    slot.model.zero_grad(set_to_none=True)

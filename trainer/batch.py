@@ -70,6 +70,39 @@ class MicroBatch:
     tokens: int  # tokens of the sequences as written (the throughput count; the prefix counts per row)
     computed_tokens: int  # tokens the forward pass runs: the prefix once, plus the padded suffixes
 
+    def split(self, max_tokens: int) -> list[MicroBatch]:
+        """The rows in chunks of at most ``max_tokens`` padded suffix tokens (at least one row each),
+        every chunk with the same prefix. A chunk's completion tokens are a contiguous slice of this
+        batch's (they are in row order), so per-token arrays computed for the whole batch (loss
+        scales, reference logprobs) are sliced alike. The first chunk counts the prefix as computed.
+        """
+        rows, width = self.input_ids.shape
+        per_chunk = max(1, max_tokens // max(width, 1))
+        if per_chunk >= rows:
+            return [self]
+        row_of = self.target_index // width
+        p = int(self.prefix_ids.shape[0])
+        out: list[MicroBatch] = []
+        for lo in range(0, rows, per_chunk):
+            hi = min(lo + per_chunk, rows)
+            a, b = (int((row_of < r).sum()) for r in (lo, hi))
+            mask = self.attention_mask[lo:hi]
+            out.append(
+                MicroBatch(
+                    prefix_ids=self.prefix_ids,
+                    input_ids=self.input_ids[lo:hi],
+                    attention_mask=mask,
+                    target_index=self.target_index[a:b] - lo * width,
+                    next_ids=self.next_ids[a:b],
+                    sampler_logp=self.sampler_logp[a:b],
+                    has_sampler=self.has_sampler[a:b],
+                    example=self.example[a:b],
+                    tokens=int(mask.sum()) + p * (hi - lo),
+                    computed_tokens=(hi - lo) * width + (p if lo == 0 else 0),
+                )
+            )
+        return out
+
 
 def prompt_key(prediction: PredictionEvent) -> str:
     """What the agent was asked: the messages before the first assistant message."""

@@ -22,8 +22,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["choose_cpus", "enable_huge_pages", "pin_threads", "set_mmap_threshold", "vllm_worker_cores"]
+__all__ = [
+    "choose_cpus",
+    "enable_huge_pages",
+    "pin_threads",
+    "release_free_memory",
+    "set_mmap_threshold",
+    "vllm_worker_cores",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -76,21 +84,44 @@ def pin_threads(setting: str) -> set[int]:
     return cpus
 
 
-def set_mmap_threshold(size: int) -> bool:
-    """glibc's ``M_MMAP_THRESHOLD`` (0 leaves the allocator alone); False where it cannot be set."""
-    if size <= 0:
-        return False
+def _libc() -> Any:
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    if name is None:
+    try:
+        return None if name is None else ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def set_mmap_threshold(size: int) -> bool:
+    """glibc's ``M_MMAP_THRESHOLD`` (0 leaves the allocator alone); False where it cannot be set."""
+    if size <= 0:
+        return False
+    libc = _libc()
+    try:
+        return bool(libc is not None and libc.mallopt(-3, size))  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except AttributeError:  # not glibc
+        return False
+
+
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the kernel (glibc's ``malloc_trim``).
+
+    Tensors under the mmap threshold live on the heap; freed, they stay resident, and the holes one
+    window leaves are not always the sizes the next one asks for, so without this the peak RSS crept
+    up window after window (one process, 16-example windows alternating one and two steps, bf16
+    autocast: 2,247 -> 2,490 -> 2,467 -> 2,672 MB; trimmed after each window: 2,245-2,359 MB, same
+    speed). False where it cannot be done (not glibc)."""
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(-3, size))  # -3: M_MMAP_THRESHOLD (malloc.h)
-    except (OSError, AttributeError):  # not glibc
+        libc.malloc_trim(0)
+    except AttributeError:
         return False
+    return True
 
 
 #: torch's switch (read once, at its first allocation): large CPU tensors on transparent huge pages

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OPTIMIZER_FILE",
     "AdapterSlot",
+    "SharedPrefix",
     "choose_device",
     "cpu_autocast_dtype",
     "load_base",
@@ -115,34 +116,91 @@ def _checkpointing(backbone: Any, on: bool) -> None:
         layer.gradient_checkpointing = on
 
 
-def token_logprobs(model: Any, mb: MicroBatch, *, checkpoint: bool = False) -> torch.Tensor:
+class SharedPrefix:
+    """A micro-batch's shared prefix (the app's system prompt), run once for all its chunks of rows.
+
+    Its keys and values keep their graph, so every row that attends to them sends its gradient into
+    them. With ``collect``, each chunk reads detached copies (leaves that sum the gradient of every
+    chunk's backward pass) and :meth:`backward` sends the sum through the prefix's graph once: the
+    rows can then run, and free their activations, chunk by chunk while the prefix is computed once
+    (exact: the gradient of a sum is the sum of the gradients). Without ``collect`` the keys and
+    values are read as they are, and the loss's own backward pass goes through the prefix.
+    """
+
+    def __init__(self, model: Any, prefix_ids: torch.Tensor, *, collect: bool = False) -> None:
+        import torch
+
+        self._out: list[torch.Tensor] = []
+        self._read: list[torch.Tensor] = []
+        self._collect = False
+        self.length = int(prefix_ids.shape[0])
+        if not self.length:
+            return
+        shared = _backbone(model)(input_ids=prefix_ids[None], use_cache=True).past_key_values
+        self._out = [t for layer in shared.layers for t in (layer.keys, layer.values)]
+        self._collect = collect and torch.is_grad_enabled()
+        # a key or value with no graph (layer 0's keys when k_proj has no LoRA) needs no leaf
+        self._read = [t.detach().requires_grad_() if self._collect and t.requires_grad else t for t in self._out]
+
+    def cache(self, rows: int) -> Any:
+        """A read-only cache of the prefix for ``rows`` rows (expanded, not copied)."""
+        from transformers import DynamicCache
+
+        pairs = [
+            (self._read[i].expand(rows, -1, -1, -1), self._read[i + 1].expand(rows, -1, -1, -1))
+            for i in range(0, len(self._read), 2)
+        ]
+        past = DynamicCache(ddp_cache_data=pairs)
+        for layer in past.layers:
+            _read_only(layer)
+        return past
+
+    def backward(self) -> None:
+        """Send the gradient the chunks left in the prefix's keys and values through its graph."""
+        import torch
+
+        if not self._collect:
+            return
+        pairs = [
+            (out, leaf.grad)
+            for out, leaf in zip(self._out, self._read, strict=True)
+            if leaf is not out and leaf.grad is not None
+        ]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        self._out, self._read = [], []
+
+
+def _backbone(model: Any) -> Any:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.model
+
+
+def token_logprobs(
+    model: Any, mb: MicroBatch, *, checkpoint: bool = False, prefix: SharedPrefix | None = None
+) -> torch.Tensor:
     """log pi(token) of every completion token of the micro-batch, flat, in ``mb.next_ids`` order.
 
-    The shared prefix runs once (with its graph: its keys and values get the gradient of every row
-    that attends to them, so the result and its gradient are those of the full sequences). The LM
-    head then runs only on the positions that predict a completion token, and the log-probability
-    is a gather minus a log-sum-exp. ``checkpoint`` recomputes the suffixes' decoder layers during
-    the backward pass, so a micro-batch keeps one hidden state per layer and token for backward
-    instead of all the layer's activations (about 30x less memory for about a third more compute).
+    The shared prefix runs once (``prefix``, when the caller runs the batch's rows in chunks; else
+    here), with its graph: its keys and values get the gradient of every row that attends to them,
+    so the result and its gradient are those of the full sequences. The LM head then runs only on
+    the positions that predict a completion token, and the log-probability is a gather minus a
+    log-sum-exp. ``checkpoint`` recomputes the suffixes' decoder layers during the backward pass, so
+    a micro-batch keeps one hidden state per layer and token for backward instead of all the layer's
+    activations (about 20x less memory for about a third more compute).
     """
     import torch
-    from transformers import DynamicCache
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone, head = base.model, base.lm_head
     rows, width = mb.input_ids.shape
-    p = int(mb.prefix_ids.shape[0])
+    if prefix is None:
+        prefix = SharedPrefix(model, mb.prefix_ids)
+    p = prefix.length
     past = None
     mask = mb.attention_mask
     if p:
-        shared = backbone(input_ids=mb.prefix_ids[None], use_cache=True).past_key_values
-        past = DynamicCache(
-            ddp_cache_data=[
-                (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in shared.layers
-            ]
-        )
-        for layer in past.layers:
-            _read_only(layer)
+        past = prefix.cache(rows)
         mask = torch.cat([mask.new_ones(rows, p), mask], dim=1)
     positions = torch.arange(p, p + width, device=mb.input_ids.device)[None].expand(rows, -1)
     recompute = checkpoint and torch.is_grad_enabled() and base.training

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from schemas.events import TrainingExample
 from trainer.batch import MicroBatch, build_sequences, collate, pack, prompt_key
-from trainer.model import AdapterSlot, token_logprobs
+from trainer.cpus import release_free_memory
+from trainer.model import AdapterSlot, SharedPrefix, token_logprobs
 from trainer.objective import advantages, baselines, scale_negatives, token_loss, token_scales, update_baseline
 from trainer.settings import TrainerSettings
 
@@ -84,24 +85,37 @@ class WindowTrainer:
             opt.zero_grad(set_to_none=True)
             loss = pg = kl = 0.0
             for mb, ref, scale in zip(batches, refs, scales, strict=True):
-                with self.slot.compute():
-                    logp = token_logprobs(model, mb, checkpoint=s.gradient_checkpointing)
-                part = token_loss(
-                    logp,
-                    adv[mb.example],
-                    mb.sampler_logp,
-                    mb.has_sampler,
-                    scale=scale,
-                    clip=s.ratio_clip,
-                    ref_logp=ref,
-                    kl_coef=s.kl_coef,
-                )
-                part.loss.backward()  # type: ignore[no-untyped-call]
-                loss += float(part.loss.detach())
-                pg += part.pg_sum
-                kl += part.kl_sum
-                clipped += part.clipped
-                with_ratio += part.with_ratio
+                # The prefix runs once; the rows run in chunks whose activations are kept whole (no
+                # recomputation) and freed by each chunk's backward pass: memory is bounded by the
+                # chunk, compute is the micro-batch's. Only a row longer than a chunk is recomputed.
+                # The prefix runs in float32 even under bf16 autocast: its graph lives until the last
+                # chunk's backward, and under autocast it would keep a bf16 copy of every weight
+                # (270 MB for SmolLM2-135M) beside the one each chunk's graph keeps.
+                prefix = SharedPrefix(model, mb.prefix_ids, collect=True)
+                at = 0
+                for chunk in mb.split(s.activation_tokens):
+                    n = int(chunk.next_ids.numel())
+                    recompute = s.gradient_checkpointing and chunk.input_ids.numel() > s.activation_tokens
+                    with self.slot.compute():
+                        logp = token_logprobs(model, chunk, checkpoint=recompute, prefix=prefix)
+                    part = token_loss(
+                        logp,
+                        adv[chunk.example],
+                        chunk.sampler_logp,
+                        chunk.has_sampler,
+                        scale=scale[at : at + n],
+                        clip=s.ratio_clip,
+                        ref_logp=None if ref is None else ref[at : at + n],
+                        kl_coef=s.kl_coef,
+                    )
+                    part.loss.backward()  # type: ignore[no-untyped-call]
+                    at += n
+                    loss += float(part.loss.detach())
+                    pg += part.pg_sum
+                    kl += part.kl_sum
+                    clipped += part.clipped
+                    with_ratio += part.with_ratio
+                prefix.backward()
                 tokens += mb.tokens
                 computed += mb.computed_tokens
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm))
@@ -110,6 +124,8 @@ class WindowTrainer:
             else:  # one bad step must not poison the adapter: drop it
                 skipped += 1
         model.eval()
+        if self.slot.device.type == "cpu":
+            release_free_memory()  # the next window starts from the live set, not this one's heap holes
         self.slot.holds = None  # the slot now holds the new, not yet published weights
         metrics = {
             "mean_reward": sum(rewards) / len(rewards),
