@@ -68,37 +68,47 @@ class MicroBatch:
     has_sampler: torch.Tensor  # [N] bool
     example: torch.Tensor  # [N] index of each token's example
     tokens: int  # tokens of the sequences as written (the throughput count; the prefix counts per row)
-    computed_tokens: int  # tokens the forward pass runs: the prefix once, plus the padded suffixes
+    computed_tokens: int  # tokens the forward pass runs: the prefix once, plus the padded suffixes (as one chunk)
 
     def split(self, max_tokens: int) -> list[MicroBatch]:
         """The rows in chunks of at most ``max_tokens`` padded suffix tokens (at least one row each),
-        every chunk with the same prefix. A chunk's completion tokens are a contiguous slice of this
-        batch's (they are in row order), so per-token arrays computed for the whole batch (loss
-        scales, reference logprobs) are sliced alike. The first chunk counts the prefix as computed.
+        every chunk with the same prefix and padded only to its own longest row (``collate`` orders a
+        batch's rows by length, so neighbours pad little). A chunk's completion tokens are a
+        contiguous slice of this batch's (they are in row order), so per-token arrays computed for the
+        whole batch (loss scales, reference logprobs) are sliced alike. The first chunk counts the
+        prefix as computed.
         """
         rows, width = self.input_ids.shape
-        per_chunk = max(1, max_tokens // max(width, 1))
-        if per_chunk >= rows:
+        if rows * width <= max_tokens:
             return [self]
-        row_of = self.target_index // width
+        lengths = self.attention_mask.sum(dim=1).tolist()
+        bounds: list[tuple[int, int, int]] = []  # (first row, end row, width)
+        lo, w = 0, 0
+        for r, n in enumerate(lengths):
+            wide = max(w, int(n))
+            if r > lo and (r + 1 - lo) * wide > max_tokens:
+                bounds.append((lo, r, w))
+                lo, wide = r, int(n)
+            w = wide
+        bounds.append((lo, rows, w))
+        row_of, col = self.target_index // width, self.target_index % width
         p = int(self.prefix_ids.shape[0])
         out: list[MicroBatch] = []
-        for lo in range(0, rows, per_chunk):
-            hi = min(lo + per_chunk, rows)
+        for lo, hi, w in bounds:
             a, b = (int((row_of < r).sum()) for r in (lo, hi))
-            mask = self.attention_mask[lo:hi]
+            mask = self.attention_mask[lo:hi, :w]
             out.append(
                 MicroBatch(
                     prefix_ids=self.prefix_ids,
-                    input_ids=self.input_ids[lo:hi],
+                    input_ids=self.input_ids[lo:hi, :w],
                     attention_mask=mask,
-                    target_index=self.target_index[a:b] - lo * width,
+                    target_index=(row_of[a:b] - lo) * w + col[a:b],
                     next_ids=self.next_ids[a:b],
                     sampler_logp=self.sampler_logp[a:b],
                     has_sampler=self.has_sampler[a:b],
                     example=self.example[a:b],
                     tokens=int(mask.sum()) + p * (hi - lo),
-                    computed_tokens=(hi - lo) * width + (p if lo == 0 else 0),
+                    computed_tokens=(hi - lo) * w + (p if lo == 0 else 0),
                 )
             )
         return out
@@ -259,6 +269,8 @@ def collate(seqs: Sequence[TokenSeq], pad_id: int, device: torch.device) -> Micr
 
     p = _prefix_len(seqs)
     width = max(len(s.input_ids) for s in seqs) - p
+    # rows by length: chunks of neighbouring rows (MicroBatch.split) then pad to similar lengths
+    seqs = sorted(seqs, key=lambda s: len(s.input_ids))
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     index: list[int] = []

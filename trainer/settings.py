@@ -46,12 +46,13 @@ class TrainerSettings(ContractSettings):
         "the activations kept for backward, so the trainer's memory does not grow with trajectory length",
     )
     max_seq_len: int = Field(1024, ge=8, description="longer sequences keep their last tokens")
-    activation_tokens: int = Field(
-        192,
+    activation_tokens: int | None = Field(
+        None,
         ge=1,
         description="padded tokens whose activations the backward pass keeps at once: a micro-batch's rows run "
         "in chunks of at most this many tokens behind its prefix (computed once); about 1.3 MB a token in float32 "
-        "for SmolLM2-135M with LoRA on every linear layer",
+        "for SmolLM2-135M with LoRA on every linear layer. Unset: 192 on the CPU (the memory target of 2.5 GB), "
+        "MC_TRAINER_MICRO_BATCH_TOKENS on CUDA (one chunk: small chunks would starve the GPU)",
     )
     gradient_checkpointing: bool = Field(
         True,
