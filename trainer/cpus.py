@@ -18,6 +18,7 @@ one core); with torch's own switch for transparent huge pages (``THP_MEM_ALLOC_E
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -84,7 +85,9 @@ def pin_threads(setting: str) -> set[int]:
     return cpus
 
 
+@functools.cache
 def _libc() -> Any:
+    """The C library, loaded once (release_free_memory runs after every window)."""
     import ctypes
     import ctypes.util
 
