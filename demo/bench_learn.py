@@ -27,7 +27,7 @@ from demo.learn_stats import RunOutcome, TaskResult, examples_to_rise, pool
 from demo.settings import DemoSettings
 from schemas.errors import MaximumContinualError
 
-__all__ = ["Planned", "format_table", "plan_runs", "run_bench", "run_one"]
+__all__ = ["Planned", "format_table", "plan_runs", "pool_saved", "run_bench", "run_one"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +45,20 @@ class Planned:
 
 
 def plan_runs(
-    tasks: Sequence[str], seeds: int, cases: Sequence[str] = (), case_task: str = "arithmetic", case_seeds: int = 1
+    tasks: Sequence[str],
+    seeds: int,
+    cases: Sequence[str] = (),
+    case_task: str = "arithmetic",
+    case_seeds: int = 1,
+    first_seed: int = 0,
 ) -> list[Planned]:
     """Seed by seed over the tasks (an interrupted benchmark has every task's first seeds), then
-    the robustness cases."""
-    runs = [Planned(task, None, seed) for seed in range(seeds) for task in tasks]
-    return runs + [Planned(case_task, case, seed) for seed in range(case_seeds) for case in cases]
+    the robustness cases. Seeds count from ``first_seed``: a benchmark can be extended by more seeds
+    in a later invocation and the two pooled (:func:`pool_saved`)."""
+    seed_range = range(first_seed, first_seed + seeds)
+    runs = [Planned(task, None, seed) for seed in seed_range for task in tasks]
+    case_range = range(first_seed, first_seed + case_seeds)
+    return runs + [Planned(case_task, case, seed) for seed in case_range for case in cases]
 
 
 def run_one(
@@ -110,6 +118,35 @@ def format_table(results: dict[str, TaskResult]) -> list[str]:
     return lines
 
 
+def _by_task(outcomes: Sequence[RunOutcome]) -> dict[str, TaskResult]:
+    groups: dict[str, list[RunOutcome]] = {}
+    for o in outcomes:
+        groups.setdefault(o.task, []).append(o)
+    return {name: pool(group) for name, group in groups.items()}
+
+
+def pool_saved(paths: Sequence[Path], *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The per-task table and last line over the runs of several saved benchmarks
+    (``learn-<time>.json``), as if they had been one. The same task and seed twice is refused:
+    pooling a run with itself would halve its interval for nothing."""
+    outcomes: list[RunOutcome] = []
+    seen: dict[tuple[str, int], Path] = {}
+    for path in paths:
+        for d in json.loads(path.read_text())["runs"]:
+            o = RunOutcome.from_dict(d)
+            if (o.task, o.seed) in seen:
+                raise ValueError(f"{o.task} seed {o.seed} is in both {seen[(o.task, o.seed)]} and {path}")
+            seen[(o.task, o.seed)] = path
+            outcomes.append(o)
+    results = _by_task(outcomes)
+    for line in format_table(results):
+        log(line)
+    return {
+        "tasks": {name: r.line for name, r in results.items()},
+        "minutes": round(sum(o.minutes for o in outcomes), 2),
+    }
+
+
 def run_bench(
     runs: Sequence[Planned],
     settings: DemoSettings,
@@ -133,10 +170,7 @@ def run_bench(
         outcome = run(planned, settings, stretch_windows=stretch_windows, log=log)
         outcomes.append(outcome)
         log(f"== {json.dumps(outcome.as_dict())}")
-        by_task: dict[str, list[RunOutcome]] = {}
-        for o in outcomes:
-            by_task.setdefault(o.task, []).append(o)
-        results = {name: pool(group) for name, group in by_task.items()}
+        results = _by_task(outcomes)
         minutes = round((time.monotonic() - started) / 60, 2)
         last = {"tasks": {name: r.line for name, r in results.items()}, "minutes": minutes}
         data = {  # written after every run: an interrupted benchmark keeps what it measured

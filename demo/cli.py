@@ -58,10 +58,18 @@ def _bench_learn(args: argparse.Namespace) -> int:
 
     from demo.bench_base import measure_base
     from demo.bench_cases import CASES
-    from demo.bench_learn import plan_runs, run_bench
+    from demo.bench_learn import plan_runs, pool_saved, run_bench
     from demo.bench_tasks import BENCH_TASKS, make_task
     from demo.settings import DemoSettings
 
+    if args.pool:
+        try:
+            line = pool_saved([Path(p) for p in args.pool])
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"mc bench learn --pool: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(line))
+        return 0
     tasks = _split(args.tasks, BENCH_TASKS)
     try:
         specs = [make_task(name) for name in tasks]  # an unknown name fails before anything starts
@@ -80,7 +88,7 @@ def _bench_learn(args: argparse.Namespace) -> int:
         print(f"mc bench learn: unknown case(s) {sorted(unknown)}; choose from {', '.join(CASES)}", file=sys.stderr)
         return 2
     seeds = 1 if args.quick else args.seeds
-    runs = plan_runs(tasks, seeds, cases, args.case_task, args.case_seeds)
+    runs = plan_runs(tasks, seeds, cases, args.case_task, args.case_seeds, first_seed=args.first_seed)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         line = run_bench(runs, settings, Path(args.out_dir), stretch_windows=args.stretch_windows)
@@ -97,6 +105,19 @@ def _register_bench(benches: Any) -> None:
     )
     b.add_argument("--tasks", help="comma-separated tasks (default: arithmetic,shop,lists)")
     b.add_argument("--seeds", type=int, default=3, help="seeds per task (default 3)")
+    b.add_argument(
+        "--first-seed",
+        dest="first_seed",
+        type=int,
+        default=0,
+        help="seeds count from this one (default 0): more seeds in a later invocation, pooled with --pool",
+    )
+    b.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: the table and last line over the runs of saved benchmarks (learn-<time>.json)",
+    )
     b.add_argument("--quick", action="store_true", help="one seed per task and no robustness cases")
     b.add_argument("--minutes", type=float, default=8.0, help="each run, start-up to teardown (default 8)")
     b.add_argument("--cases", help="robustness cases, comma-separated: noise,zeros,ones (default: all; quick: none)")

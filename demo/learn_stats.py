@@ -101,7 +101,28 @@ class RunOutcome:
             "minutes": round(self.minutes, 2),
             "changed_rewards": self.changed_rewards,
             "error": self.error,
+            "base_rewards": self.base,  # per prompt: runs saved apart can be pooled later (`--pool`)
+            "last_rewards": self.last,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunOutcome:
+        """A run as :meth:`as_dict` saved it; ValueError if it lacks its per-prompt rewards (saved
+        before they were kept: its means alone cannot be pooled)."""
+        if d.get("error") is None and ("base_rewards" not in d or "last_rewards" not in d):
+            raise ValueError(f"run {d.get('run_id') or d.get('task')!r} has no per-prompt rewards to pool")
+        return cls(
+            task=str(d["task"]),
+            seed=int(d["seed"]),
+            base=[float(x) for x in d.get("base_rewards", [])],
+            last=[float(x) for x in d.get("last_rewards", [])],
+            examples_to_0_2=d.get("examples_to_0_2"),
+            versions=int(d.get("versions", 0)),
+            minutes=float(d.get("minutes", 0.0)),
+            run_id=str(d.get("run_id", "")),
+            changed_rewards=d.get("changed_rewards"),
+            error=d.get("error"),
+        )
 
 
 def _r4(x: float | None) -> float | None:

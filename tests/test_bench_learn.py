@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from demo.bench_cases import CASES, SentReward, make_case
-from demo.bench_learn import Planned, format_table, plan_runs, run_bench
+from demo.bench_learn import Planned, format_table, plan_runs, pool_saved, run_bench
 from demo.bench_tasks import BENCH_TASKS, PRICES, ListTask, PriceTool, ShopTask, make_task
 from demo.learn_stats import RunOutcome, examples_to_rise, median_or_none, pool
 from demo.observe import LiveVersion
@@ -249,6 +249,34 @@ def test_plan_runs_seed_by_seed_then_the_cases():
         ("a+noise", 0),
         ("a+zeros", 0),
     ]
+
+
+def test_plan_runs_from_a_first_seed_extends_an_earlier_benchmark():
+    runs = plan_runs(["a"], 2, ["noise"], case_task="a", first_seed=3)
+    assert [(p.label, p.seed) for p in runs] == [("a", 3), ("a", 4), ("a+noise", 3)]
+
+
+def test_a_saved_run_reads_back_with_its_prompts_and_one_without_them_is_refused():
+    o = RunOutcome("t", 2, [0.0, 1.0], [1.0, 1.0, 0.0], 16, 5, 7.5, "r", changed_rewards=3)
+    assert RunOutcome.from_dict(json.loads(json.dumps(o.as_dict()))) == o
+    old = {k: v for k, v in o.as_dict().items() if not k.endswith("_rewards")}
+    with pytest.raises(ValueError, match="no per-prompt rewards"):
+        RunOutcome.from_dict(old)
+    failed = RunOutcome("t", 3, [], [], None, 0, 1.0, error="boom").as_dict()
+    assert RunOutcome.from_dict({k: v for k, v in failed.items() if not k.endswith("_rewards")}).error == "boom"
+
+
+def test_pool_saved_pools_two_benchmarks_as_one_and_refuses_a_run_twice(tmp_path):
+    a = RunOutcome("t", 0, [0.0, 1.0] * 8, [1.0] * 16, 16, 5, 7.0, "a")
+    b = RunOutcome("t", 1, [0.0, 0.0] * 8, [1.0, 0.0] * 8, None, 4, 7.0, "b")
+    for name, runs in (("one", [a]), ("two", [b])):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"runs": [r.as_dict() for r in runs]}))
+    lines: list[str] = []
+    last = pool_saved([tmp_path / "one.json", tmp_path / "two.json"], log=lines.append)
+    assert last["tasks"]["t"] == pool([a, b]).line and last["minutes"] == 14.0
+    assert any(line.startswith("t ") for line in lines)
+    with pytest.raises(ValueError, match="seed 0 is in both"):
+        pool_saved([tmp_path / "one.json", tmp_path / "one.json"], log=lines.append)
 
 
 def test_run_bench_prints_the_table_and_the_last_line_and_writes_results(tmp_path):
