@@ -59,6 +59,17 @@ def test_scale_negatives_keeps_positives_and_scales_the_rest() -> None:
     assert scale_negatives(adv, 0.0) == [1.5, 0.0, 0.0, 0.0]
 
 
+def test_by_default_a_window_with_nothing_above_its_baseline_has_nothing_to_learn() -> None:
+    from trainer.settings import TrainerSettings
+
+    # contrast inside the window, but both samples below the running baseline: the plain policy
+    # gradient would push both down; the default (lambda = 0) leaves them, and the trainer takes no step
+    lam = TrainerSettings().negative_weight
+    assert lam == 0.0
+    assert not any(scale_negatives(advantages([0.0, 0.5], [0.9, 0.9]), lam))
+    assert scale_negatives(advantages([0.0, 1.0], [0.5, 0.5]), lam) == pytest.approx([0.0, 1.0], abs=1e-5)
+
+
 def test_update_baseline() -> None:
     assert update_baseline(None, [1.0, 0.0], 0.9) == 0.5
     assert update_baseline(0.5, [1.0], 0.9) == pytest.approx(0.55)
