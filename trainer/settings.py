@@ -90,7 +90,7 @@ class TrainerSettings(ContractSettings):
         le=1,
         description="scale of the negative advantages (worse-than-baseline samples): 0 (default) = fine-tune on "
         "the better-than-baseline samples only, weighted by their advantage; 1 = the plain policy gradient. "
-        "0 won `mc bench learn` on every task (README, 'Choosing the objective')",
+        "0 ended higher than 1 on every `mc bench learn` task (README, 'Choosing the objective')",
     )
     ratio_clip: float = Field(4.0, ge=1, description="C in min(pi_theta/mu, C)")
     baseline_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay of the per-model reward baseline")
