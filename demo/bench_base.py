@@ -1,16 +1,21 @@
-"""``mc bench learn --base N``: each task's solve rate by the base model, without training.
+"""``mc bench learn --base N``: each task's solve rate by the base model, without training; with
+``--adapter LABEL=PATH``, by saved adapters too, overall and by the task's kind of prompt.
 
 The same prediction as the live loop's (:func:`demo.workload.answer`: the spec's prompt, tools,
-final-answer model, temperature, tokens and steps) against the base model straight from vLLM. It
-starts nothing and publishes nothing: no processor, trainer, node or Kafka event. What it measures is
-what version 0 answers in a live run, on the same prompt stream.
+final-answer model, temperature, tokens and steps) against vLLM directly. It publishes nothing: no
+processor, trainer, node or Kafka event. What it measures for the base model is what version 0 answers
+in a live run, on the same prompt stream. For an adapter (a version folder a node or trainer wrote,
+e.g. ``.mc/demo/<run>/node-adapters/<model>/v27``) it shows what training did to each kind of prompt:
+the live reward pools the kinds, so an adapter that solves additions better and subtractions worse can
+look as good as one that improved both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,19 +24,25 @@ from demo.settings import DemoSettings
 from demo.spec import TaskSpec, TaskT
 from demo.stats import Score, score
 from demo.workload import answer
+from inference.vllm_client import VllmClient
 from maximum_continual import MessageT, PredictionResponseT, PredictionResponseWithRewardT
 from maximum_continual.agent import AgentConfig, run_agent
 from maximum_continual.llm import OpenAIChatClient
 from schemas.events import new_id
 
-__all__ = ["BasePredictor", "measure_base"]
+__all__ = ["ADAPTER_PREFIX", "BasePredictor", "load_adapters", "measure_base", "measure_kinds", "scores_by_kind"]
+
+#: vLLM name of a probed adapter: the prefix and its label (never a name a node serves)
+ADAPTER_PREFIX = "probe-"
 
 
 class BasePredictor:
-    """A :class:`~demo.workload.Predictor` on vLLM's base model that publishes nothing."""
+    """A :class:`~demo.workload.Predictor` on vLLM's base model (or a ``model`` vLLM serves by name, such as
+    a loaded adapter) that publishes nothing."""
 
-    def __init__(self, settings: DemoSettings) -> None:
+    def __init__(self, settings: DemoSettings, model: str | None = None) -> None:
         self.s = settings
+        self.model = model or settings.base_model_name
 
     async def apredict(
         self,
@@ -41,7 +52,7 @@ class BasePredictor:
         final_answer_model: type[BaseModel] | None = None,
         **kwargs: Any,
     ) -> PredictionResponseT:
-        config = AgentConfig(model=self.s.base_model_name, **kwargs)
+        config = AgentConfig(model=self.model, **kwargs)
         key = self.s.vllm_api_key.get_secret_value() if self.s.vllm_api_key else None
         llm = OpenAIChatClient(self.s.vllm_url, api_key=key)
         try:
@@ -62,15 +73,51 @@ class BasePredictor:
         """Nothing to send: the base rate trains nothing."""
 
 
-async def measure_base(spec: TaskSpec[TaskT], settings: DemoSettings, n: int, *, concurrency: int = 8) -> Score:
-    """The base model's reward on the first ``n`` prompts of the spec's stream (``demo_seed``)."""
-    model = BasePredictor(settings)
+async def load_adapters(settings: DemoSettings, adapters: Mapping[str, str]) -> dict[str, str]:
+    """Load each ``label -> folder`` into vLLM as ``probe-<label>`` (a name loaded before is replaced, so
+    a label always means the folder given now); returns ``label -> served name``."""
+    client = VllmClient(
+        settings.vllm_url, request_timeout_s=60.0, admin_timeout_s=60.0, headers=settings.vllm_headers()
+    )
+    names: dict[str, str] = {}
+    try:
+        for label, path in adapters.items():
+            name = f"{ADAPTER_PREFIX}{label}"
+            await client.unload(name)
+            await client.load(name, path)
+            names[label] = name
+    finally:
+        await client.aclose()
+    return names
+
+
+async def measure_kinds(
+    spec: TaskSpec[TaskT], settings: DemoSettings, n: int, *, model: str | None = None, concurrency: int = 8
+) -> dict[str, Score]:
+    """The reward on the first ``n`` prompts of the spec's stream (``demo_seed``) by ``model`` (default: the
+    base model): over all of them (``"all"``) and by the prompt's ``kind``, for tasks whose prompts have one."""
+    predictor = BasePredictor(settings, model)
     gate = asyncio.Semaphore(concurrency)
 
     async def one(task: TaskT) -> float:
         async with gate:
-            sample, _ = await answer(model, spec, task, settings)
+            sample, _ = await answer(predictor, spec, task, settings)
             return sample.reward
 
     tasks = list(itertools.islice(spec.prompts(settings.demo_seed), n))
-    return score(await asyncio.gather(*(one(t) for t in tasks)))
+    return scores_by_kind(tasks, await asyncio.gather(*(one(t) for t in tasks)))
+
+
+def scores_by_kind(tasks: Sequence[Any], rewards: Sequence[float]) -> dict[str, Score]:
+    """``"all"``: every reward; then one score per ``task.kind`` (tasks without a kind count in "all" only)."""
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for task, reward in zip(tasks, rewards, strict=True):
+        kind = getattr(task, "kind", None)
+        if kind is not None:
+            by_kind[str(kind)].append(reward)
+    return {"all": score(rewards), **{k: score(v) for k, v in sorted(by_kind.items())}}
+
+
+async def measure_base(spec: TaskSpec[TaskT], settings: DemoSettings, n: int, *, concurrency: int = 8) -> Score:
+    """The base model's reward on the first ``n`` prompts of the spec's stream (``demo_seed``)."""
+    return (await measure_kinds(spec, settings, n, concurrency=concurrency))["all"]

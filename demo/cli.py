@@ -52,15 +52,34 @@ def _split(text: str | None, default: Sequence[str]) -> list[str]:
     return [] if text.strip() in ("", "none") else [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _adapters(specs: Sequence[str]) -> dict[str, str]:
+    """``LABEL=PATH`` flags as ``label -> absolute folder``; a missing folder or a label given twice is refused."""
+    from pathlib import Path
+
+    out: dict[str, str] = {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            raise ValueError(f"{spec!r} is not LABEL=PATH")
+        if label in out or label == "base":
+            raise ValueError(f"label {label!r} given twice (or 'base', the base model's)")
+        folder = Path(path).resolve()
+        if not (folder / "adapter_config.json").is_file():
+            raise ValueError(f"{folder} holds no adapter_config.json")
+        out[label] = str(folder)
+    return out
+
+
 def _bench_learn(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from demo.bench_base import measure_base
+    from demo.bench_base import load_adapters, measure_kinds
     from demo.bench_cases import CASES
     from demo.bench_learn import plan_runs, pool_saved, run_bench
     from demo.bench_tasks import BENCH_TASKS, make_task
     from demo.settings import DemoSettings
+    from schemas.errors import AdapterError
 
     if args.pool:
         try:
@@ -77,10 +96,21 @@ def _bench_learn(args: argparse.Namespace) -> int:
         print(f"mc bench learn: {exc}", file=sys.stderr)
         return 2
     settings = DemoSettings(demo_minutes=args.minutes)
+    if args.adapter and not args.base:
+        print("mc bench learn: --adapter needs --base N (the prompts to answer)", file=sys.stderr)
+        return 2
     if args.base:
+        try:
+            adapters = _adapters(args.adapter or [])
+            served = asyncio.run(load_adapters(settings, adapters)) if adapters else {}
+        except (ValueError, AdapterError) as exc:
+            print(f"mc bench learn --adapter: {exc}", file=sys.stderr)
+            return 2
         for spec in specs:
-            sc = asyncio.run(measure_base(spec, settings, args.base))
-            print(json.dumps({"task": spec.name, "base": sc.mean, "ci_half_width": sc.half_width, "n": sc.n}))
+            for label, model in [("base", None), *served.items()]:
+                kinds = asyncio.run(measure_kinds(spec, settings, args.base, model=model))
+                rows = {k: {"reward": v.mean, "ci_half_width": v.half_width, "n": v.n} for k, v in kinds.items()}
+                print(json.dumps({"task": spec.name, "model": label, **rows.pop("all"), "kinds": rows}))
         return 0
     cases = _split(args.cases, () if args.quick else CASES)
     unknown = set(cases) - set(CASES)
@@ -133,6 +163,12 @@ def _register_bench(benches: Any) -> None:
     b.add_argument("--out-dir", dest="out_dir", default=".mc/bench", help="results and run folders (.mc/bench)")
     b.add_argument(
         "--base", type=int, metavar="N", help="only measure each task's base-model reward on N prompts (no training)"
+    )
+    b.add_argument(
+        "--adapter",
+        action="append",
+        metavar="LABEL=PATH",
+        help="with --base: also measure this saved adapter folder (repeatable), overall and by kind of prompt",
     )
     b.set_defaults(func=_bench_learn)
 

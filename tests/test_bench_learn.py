@@ -312,6 +312,29 @@ def test_cli_refuses_an_unknown_task_before_starting_anything():
     assert main(["bench", "learn", "--cases", "nope"]) == 2
 
 
+def test_scores_by_kind_splits_what_the_pooled_reward_hides():
+    from demo.bench_base import scores_by_kind
+
+    tasks = [Task("a", 1, "add"), Task("b", 1, "sub"), Task("c", 1, "add"), Task("d", 1, "sub")]
+    out = scores_by_kind(tasks, [1.0, 0.0, 1.0, 0.0])
+    assert (out["all"].mean, out["all"].n) == (0.5, 4)
+    assert (out["add"].mean, out["sub"].mean) == (1.0, 0.0) and list(out) == ["all", "add", "sub"]
+    assert list(scores_by_kind([object(), object()], [1.0, 0.0])) == ["all"]  # prompts without a kind
+
+
+def test_cli_refuses_a_bad_adapter_flag_before_asking_vllm(tmp_path, capsys):
+    from mc_cli.main import main
+
+    (tmp_path / "v3").mkdir()
+    (tmp_path / "v3" / "adapter_config.json").write_text("{}")
+    assert main(["bench", "learn", "--adapter", f"v3={tmp_path / 'v3'}"]) == 2  # no --base N
+    for bad in ("no-equals-sign", f"x={tmp_path}", f"base={tmp_path / 'v3'}"):
+        assert main(["bench", "learn", "--base", "4", "--adapter", bad]) == 2, bad
+    ok = f"v3={tmp_path / 'v3'}"
+    assert main(["bench", "learn", "--base", "4", "--adapter", ok, "--adapter", ok]) == 2  # one label twice
+    assert "adapter_config.json" in capsys.readouterr().err
+
+
 # -- one live instance -------------------------------------------------------------------------------
 
 

@@ -104,9 +104,10 @@ def run(kafka: StackSettings, s3: StackSettings, tmp_path_factory: pytest.TempPa
         lora_alpha=16,
         max_seq_len=128,
         target_modules=["q_proj", "v_proj"],
-        # the plain policy gradient, so the punished answer is pushed down too: this checks that rewards reach
-        # the weights in both directions. Under the default (0) nothing pushes it down, and in one run its
-        # log-probability rose from -9.3 to -4.1 beside the rewarded answer (they share the format)
+        # the plain policy gradient (the default, named because the test depends on it), so the punished answer
+        # is pushed down too: this checks that rewards reach the weights in both directions. Under lambda = 0
+        # nothing pushes it down: in one run its log-probability rose from -9.3 to -4.1 beside the rewarded
+        # answer (they share the format)
         negative_weight=1.0,
     )
     model_id = f"model-{tag}"
