@@ -30,7 +30,7 @@ from maximum_continual.agent import AgentConfig, run_agent
 from maximum_continual.llm import OpenAIChatClient
 from schemas.events import new_id
 
-__all__ = ["ADAPTER_PREFIX", "BasePredictor", "load_adapters", "measure_base", "measure_kinds", "scores_by_kind"]
+__all__ = ["ADAPTER_PREFIX", "BasePredictor", "load_adapters", "measure_kinds", "scores_by_kind"]
 
 #: vLLM name of a probed adapter: the prefix and its label (never a name a node serves)
 ADAPTER_PREFIX = "probe-"
@@ -116,8 +116,3 @@ def scores_by_kind(tasks: Sequence[Any], rewards: Sequence[float]) -> dict[str, 
         if kind is not None:
             by_kind[str(kind)].append(reward)
     return {"all": score(rewards), **{k: score(v) for k, v in sorted(by_kind.items())}}
-
-
-async def measure_base(spec: TaskSpec[TaskT], settings: DemoSettings, n: int, *, concurrency: int = 8) -> Score:
-    """The base model's reward on the first ``n`` prompts of the spec's stream (``demo_seed``)."""
-    return (await measure_kinds(spec, settings, n, concurrency=concurrency))["all"]
