@@ -95,6 +95,7 @@ def run_one(
         minutes=float(live.summary.line["minutes"]),
         run_id=live.run_id,
         changed_rewards=None if sent is None else sent.changed,
+        kinds_behind=tuple(k.kind for k in live.kinds if k.behind),
     )
 
 

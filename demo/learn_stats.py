@@ -80,6 +80,7 @@ class RunOutcome:
     minutes: float
     run_id: str = ""
     changed_rewards: int | None = None  # rewards sent with another value than the true one (cases)
+    kinds_behind: tuple[str, ...] = ()  # kinds of prompt whose rise was below the others' (demo.kinds)
     error: str | None = None  # the run failed: it contributes nothing
 
     def rise(self) -> float | None:
@@ -100,6 +101,7 @@ class RunOutcome:
             "versions": self.versions,
             "minutes": round(self.minutes, 2),
             "changed_rewards": self.changed_rewards,
+            "kinds_behind": list(self.kinds_behind),
             "error": self.error,
             "base_rewards": self.base,  # per prompt: runs saved apart can be pooled later (`--pool`)
             "last_rewards": self.last,
@@ -121,6 +123,7 @@ class RunOutcome:
             minutes=float(d.get("minutes", 0.0)),
             run_id=str(d.get("run_id", "")),
             changed_rewards=d.get("changed_rewards"),
+            kinds_behind=tuple(str(k) for k in d.get("kinds_behind", ())),
             error=d.get("error"),
         )
 

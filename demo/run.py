@@ -28,6 +28,7 @@ import httpx
 from tqdm import tqdm
 
 from demo.canary import CanaryFeed, canary_enabled
+from demo.kinds import KindRow, by_kind, format_kinds
 from demo.loop import LiveResults, run_live_loop
 from demo.observe import Observer
 from demo.plot import write_plot
@@ -52,6 +53,7 @@ class LiveRun:
     run_dir: Path
     results: LiveResults
     summary: Summary
+    kinds: list[KindRow]  # the live reward by kind of prompt ([] for a task without kinds)
 
 
 def _contract(settings: DemoSettings, ids: RunIds) -> ContractSettings:
@@ -162,6 +164,7 @@ def run_live(
     if canary_feed is not None:
         # versions: those that answered (as canary or live); the rest is how the gate decided
         summary.line.update({"canary": True, **canary_feed.counts()})
+    kinds = by_kind(results.samples, summary.after_versions)
     served = [r for r in results.rows if r.reward is not None]
     plot = write_plot(
         run_dir / "reward.png",
@@ -182,8 +185,9 @@ def run_live(
         "teardown_s": round(teardown_s, 1),
         "vllm_requests_running_after_stop": running,
         "settings": json.loads(s.model_dump_json()),
+        "by_kind": {k.kind: k.as_dict() for k in kinds},
         "samples": [
-            {"version": x.version, "reward": x.reward, "started_at": x.started_at, "done_at": x.done_at}
+            {"version": x.version, "reward": x.reward, "kind": x.kind, "started_at": x.started_at, "done_at": x.done_at}
             for x in results.samples
         ],
     }
@@ -195,8 +199,14 @@ def run_live(
     )
     log(f"after = v{summary.after_versions} ({summary.after_samples} prompts), before = v0 ({summary.before_samples})")
     log(f"freshness p50 split (s): {summary.freshness_p50}")
+    if kinds:
+        log("live reward by kind of prompt, v0 -> after (prompts):")
+        for line in format_kinds(kinds):
+            log(line)
+        if behind := [k.kind for k in kinds if k.behind]:
+            log(f"WARNING: kinds behind the others' rise (95%): {', '.join(behind)}: the pooled rise hides them")
     log(f"plot: {plot}; results: {run_dir / 'results.json'}")
-    return LiveRun(ids.run_id, run_dir, results, summary)
+    return LiveRun(ids.run_id, run_dir, results, summary, kinds)
 
 
 def _canary_rows(results: LiveResults) -> list[VersionRow]:

@@ -48,6 +48,7 @@ class Sample:
     started_at: float
     done_at: float
     error: str | None = None  # the agent's failure, if any (a failed run is rewarded like any other)
+    kind: str | None = None  # the prompt's kind, for tasks whose prompts have one (see demo.kinds)
 
 
 async def answer(
@@ -72,6 +73,7 @@ async def answer(
         started_at=started,
         done_at=time.time(),
         error=meta.get("error"),
+        kind=None if (kind := getattr(task, "kind", None)) is None else str(kind),
     )
     return sample, response
 
