@@ -69,6 +69,10 @@ def test_two_versions_go_live_on_live_traffic_and_everything_stops(kafka, s3, vl
         total = fresh["total_s"]
         assert sum(fresh[p] for p in PARTS) + fresh["unaccounted_s"] == pytest.approx(total, abs=0.01)
         assert abs(fresh["unaccounted_s"]) <= max(1.0, 0.05 * total), fresh
+    # every sample names its prompt's kind; by_kind covers the kinds that answered (v0 and the after pool)
+    assert {x["kind"] for x in results["samples"]} <= {"add", "sub", "mul"}
+    kinds = {x["kind"] for x in results["samples"] if x["version"] == 0 or x["version"] in results["after_versions"]}
+    assert set(results["by_kind"]) == (kinds if len(kinds) >= 2 else set())
     assert (run_dir / "reward.png").read_bytes()[:4] == b"\x89PNG"
     assert "live reward (95% CI)" in proc.stdout  # the table's header, printed as the run went
 
