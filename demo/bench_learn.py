@@ -112,6 +112,8 @@ def format_table(results: dict[str, TaskResult]) -> list[str]:
         ci = f"[{_num(line['ci_low'], '+.3f')}, {_num(line['ci_high'], '+.3f')}]"
         rise = f"{_num(line['rise'], '+.3f')} {ci}"
         seeds = " ".join(_num(x, "+.2f") for x in r.seed_rises)
+        if behind := line["kinds_behind"]:  # a kind that did not rise with the others, in so many runs
+            seeds += "  behind: " + ", ".join(f"{k} in {n}" for k, n in behind.items())
         lines.append(
             f"{name:<18} {line['runs']:>4} {_num(r.base.mean) + f' ({r.base.n})':>13} "
             f"{_num(r.last.mean) + f' ({r.last.n})':>13} {rise:>24} {_num(line['examples_to_0_2'], '.0f'):>9}  {seeds}"

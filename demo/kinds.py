@@ -5,13 +5,15 @@ A task's prompts may come in kinds (the arithmetic task's add / sub / mul; a pro
 on, two of five adapters learned to answer subtractions with ``+`` while additions and products
 reached 0.8-1.0: the pooled live reward still read +0.36 and +0.57. So a run reports, for each kind,
 its base model's reward (version 0) and its last versions' (the versions the summary pools as
-'after'), and flags a kind as **behind** when its rise is below the other kinds' rise with 95%
-confidence: the interval of (after_k - before_k) - (after_rest - before_rest), Welch's standard
-error over the four independent pools of prompts (every live prompt is new and answered once).
+'after'), and flags a kind as **behind** when, with 95% confidence each, both its rise is below the
+other kinds' rise and its last reward is below theirs. The rise's test is the interval of
+(after_k - before_k) - (after_rest - before_rest), Welch's standard error over the four independent
+pools of prompts (every live prompt is new and answered once); the last reward's, Welch's for two.
 
-Comparing rises rather than last rewards keeps a kind that is simply harder (products start at 0.0
-where additions start at 0.3) from being flagged for where it started; it is flagged only for not
-moving with the rest.
+Each test alone misleads. A kind that is simply harder (products start at 0.0 where additions start
+at 0.3) ends lower without falling behind: it rose as much. A kind that started higher rises less
+when every kind reaches 1.0 (a ceiling, seen in a demo run: additions 0.45 -> 0.94, the rest 0.2 ->
+1.0). A kind that both rose less and ends lower did not move with the rest.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ class KindRow:
     after: Score  # the last versions' live prompts of this kind
     rise: Rise  # after - before, Welch's interval
     vs_rest: Rise  # this kind's rise minus the other kinds' rise, with its 95% interval
+    after_vs_rest: Rise  # this kind's last reward minus the other kinds', with its 95% interval
 
     @property
     def behind(self) -> bool:
-        """Its rise is below the other kinds' with 95% confidence."""
-        return self.vs_rest.ci_high is not None and self.vs_rest.ci_high < 0
+        """Both its rise and its last reward are below the other kinds', each with 95% confidence."""
+        return all(d.ci_high is not None and d.ci_high < 0 for d in (self.vs_rest, self.after_vs_rest))
 
     def as_dict(self) -> dict[str, Any]:
         def r4(x: float | None) -> float | None:
@@ -55,6 +58,9 @@ class KindRow:
             "vs_rest": r4(self.vs_rest.rise),
             "vs_rest_ci_low": r4(self.vs_rest.ci_low),
             "vs_rest_ci_high": r4(self.vs_rest.ci_high),
+            "after_vs_rest": r4(self.after_vs_rest.rise),
+            "after_vs_rest_ci_low": r4(self.after_vs_rest.ci_low),
+            "after_vs_rest_ci_high": r4(self.after_vs_rest.ci_high),
             "behind": self.behind,
         }
 
@@ -89,16 +95,14 @@ def by_kind(samples: Iterable[Sample], after_versions: Sequence[int]) -> list[Ki
         before, after = pools[kind]
         rest_before = [x for k, (b, _) in pools.items() if k != kind for x in b]
         rest_after = [x for k, (_, a) in pools.items() if k != kind for x in a]
-        mine = (score(before), score(after))
-        rows.append(
-            KindRow(kind, *mine, rise(*mine), _difference_of_rises(mine, (score(rest_before), score(rest_after))))
-        )
+        mine, rest = (score(before), score(after)), (score(rest_before), score(rest_after))
+        rows.append(KindRow(kind, *mine, rise(*mine), _difference_of_rises(mine, rest), rise(rest[1], mine[1])))
     return rows
 
 
 def format_kinds(rows: Sequence[KindRow]) -> list[str]:
-    """A line per kind: before -> after (prompts), the rise, its difference to the rest; 'BEHIND' marks
-    a kind whose rise is below the others' with 95% confidence."""
+    """A line per kind: before -> after (prompts), the rise, its difference to the other kinds' rise;
+    'BEHIND' marks a kind that rose less and ends lower than the others (see :attr:`KindRow.behind`)."""
 
     def num(x: float | None, fmt: str = ".2f") -> str:
         return "-" if x is None else format(x, fmt)

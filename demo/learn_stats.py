@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -154,5 +155,7 @@ def pool(outcomes: Sequence[RunOutcome]) -> TaskResult:
         "ci_high": _r4(diff.ci_high),
         "examples_to_0_2": median_or_none([o.examples_to_0_2 for o in ok]) if ok else None,
         "runs": len(ok),
+        # kind -> the runs in which it did not rise with the other kinds (demo.kinds); {} when none did
+        "kinds_behind": dict(sorted(Counter(k for o in ok for k in o.kinds_behind).items())),
     }
     return TaskResult(base, last, line, [o.rise() for o in ok])

@@ -32,7 +32,7 @@ from maximum_continual.system_prompt import expand_examples
 from maximum_continual.types import MessageT
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE_KEYS = ["base", "last", "rise", "ci_low", "ci_high", "examples_to_0_2", "runs"]
+LINE_KEYS = ["base", "last", "rise", "ci_low", "ci_high", "examples_to_0_2", "runs", "kinds_behind"]
 
 
 # -- tasks -------------------------------------------------------------------------------------------
@@ -223,6 +223,7 @@ def test_pool_pools_prompts_over_seeds_with_welch_interval():
         "ci_high": round(want.ci_high, 4),  # type: ignore[arg-type]
         "examples_to_0_2": None,  # one of two runs never got there: the median is infinite
         "runs": 2,
+        "kinds_behind": {},
     }
     assert list(r.line) == LINE_KEYS
     assert r.seed_rises == [pytest.approx(0.5), pytest.approx(0.5)]
@@ -298,6 +299,20 @@ def test_run_bench_prints_the_table_and_the_last_line_and_writes_results(tmp_pat
     (written,) = tmp_path.glob("learn-*.json")
     data = json.loads(written.read_text())
     assert data["result"] == last and len(data["runs"]) == 5
+
+
+def test_kinds_behind_are_counted_over_runs_and_shown_in_the_table():
+    runs = [
+        _outcome("t", [0.0, 1.0], [1.0, 1.0], kinds_behind=("sub",)),
+        _outcome("t", [0.0, 1.0], [1.0, 0.0], kinds_behind=("mul", "sub")),
+        _outcome("t", [0.0, 1.0], [1.0, 1.0]),
+        _outcome("t", [], [], kinds_behind=("add",), error="boom"),  # a failed run counts for nothing
+    ]
+    r = pool(runs)
+    assert r.line["kinds_behind"] == {"mul": 1, "sub": 2}
+    assert format_table({"t": r})[1].endswith("behind: mul in 1, sub in 2")
+    saved = RunOutcome.from_dict(json.loads(json.dumps(runs[1].as_dict())))
+    assert saved.kinds_behind == ("mul", "sub")
 
 
 def test_format_table_shows_missing_numbers_as_dashes():

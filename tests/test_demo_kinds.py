@@ -60,6 +60,21 @@ def test_a_kind_that_starts_lower_and_rises_as_much_is_not_behind():
     assert low is not None and high is not None and low < 0 < high
 
 
+def test_a_kind_that_started_higher_is_not_behind_when_every_kind_reaches_the_ceiling():
+    # seen in a demo run: additions 0.45 -> 0.94, subtractions and products ~0.2 -> 1.0
+    samples = [
+        *_samples(0, "add", 5, 6),
+        *_samples(0, "sub", 0, 12),
+        *_samples(0, "mul", 0, 9),
+        *_samples(9, "add", 18, 0),
+        *_samples(9, "sub", 15, 0),
+        *_samples(9, "mul", 15, 0),
+    ]
+    add = by_kind(samples, [9])[0]
+    assert add.kind == "add" and add.vs_rest.ci_high is not None and add.vs_rest.ci_high < 0  # rose less
+    assert add.after_vs_rest.rise == 0.0 and not add.behind  # but it is not below the others
+
+
 def test_only_version_0_and_the_after_versions_count():
     samples = [*_samples(0, "a", 1, 1), *_samples(0, "b", 1, 1), *_samples(1, "a", 0, 5), *_samples(2, "a", 2, 0)]
     a = by_kind(samples, [2])[0]
