@@ -62,11 +62,12 @@ def test_scale_negatives_keeps_positives_and_scales_the_rest() -> None:
 def test_the_default_pushes_worse_samples_down() -> None:
     from trainer.settings import TrainerSettings
 
-    # lambda = 1 by default: fine-tuning on the better samples only (lambda = 0) collapsed onto the majority
-    # pattern in 2 of 5 longer demo runs (README, "Choosing the objective")
+    # lambda = 0.5 by default: fine-tuning on the better samples only (lambda = 0) collapsed onto the majority
+    # pattern in 2 of 5 longer demo runs; the plain policy gradient (1) learned more slowly than 0.5 (README,
+    # "Choosing the objective"). Worse samples are pushed down, at half the weight of the better ones.
     lam = TrainerSettings.model_fields["negative_weight"].default  # the code's default, not the environment's
-    assert lam == 1.0
-    assert scale_negatives(advantages([0.0, 1.0], [0.5, 0.5]), lam) == pytest.approx([-1.0, 1.0], abs=1e-5)
+    assert lam == 0.5
+    assert scale_negatives(advantages([0.0, 1.0], [0.5, 0.5]), lam) == pytest.approx([-0.5, 1.0], abs=1e-5)
 
 
 def test_without_negatives_a_window_with_nothing_above_its_baseline_has_nothing_to_learn() -> None:

@@ -7,7 +7,7 @@ other predictions of the same prompt are in the window. Samples were drawn by an
 ratio min(pi_theta/mu, C), detached (truncated IS, as in IMPALA/V-trace). Per window:
 
     A_i   = (r_i - b_i) / sqrt(mean_j (r_j - b_j)^2)       b_i: LOO mean or EMA baseline
-    A_i  <- lambda A_i where A_i < 0                        lambda = MC_TRAINER_NEGATIVE_WEIGHT (default 1)
+    A_i  <- lambda A_i where A_i < 0                        lambda = MC_TRAINER_NEGATIVE_WEIGHT (default 0.5)
     w_t   = sg(min(exp(logp_t - mu_t), C))                  1 when mu is missing
     kl_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1      (k3 estimator, ref = adapter disabled)
     L     = sum_t c_t [ -w_t A_i(t) logp_t + beta kl_t ]
