@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
+from demo.kinds import rewards_by_kind
 from demo.settings import DemoSettings
 from demo.spec import TaskSpec, TaskT
 from demo.stats import Score, score
-from demo.workload import answer
+from demo.workload import Sample, answer
 from inference.vllm_client import VllmClient
 from maximum_continual import MessageT, PredictionResponseT, PredictionResponseWithRewardT
 from maximum_continual.agent import AgentConfig, run_agent
@@ -99,20 +99,16 @@ async def measure_kinds(
     predictor = BasePredictor(settings, model)
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(task: TaskT) -> float:
+    async def one(task: TaskT) -> Sample:
         async with gate:
             sample, _ = await answer(predictor, spec, task, settings)
-            return sample.reward
+            return sample
 
     tasks = list(itertools.islice(spec.prompts(settings.demo_seed), n))
-    return scores_by_kind(tasks, await asyncio.gather(*(one(t) for t in tasks)))
+    return scores_by_kind(await asyncio.gather(*(one(t) for t in tasks)))
 
 
-def scores_by_kind(tasks: Sequence[Any], rewards: Sequence[float]) -> dict[str, Score]:
-    """``"all"``: every reward; then one score per ``task.kind`` (tasks without a kind count in "all" only)."""
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for task, reward in zip(tasks, rewards, strict=True):
-        kind = getattr(task, "kind", None)
-        if kind is not None:
-            by_kind[str(kind)].append(reward)
-    return {"all": score(rewards), **{k: score(v) for k, v in sorted(by_kind.items())}}
+def scores_by_kind(samples: Sequence[Sample]) -> dict[str, Score]:
+    """``"all"``: every sample's reward; then one score per kind (samples without a kind count in "all" only)."""
+    kinds = rewards_by_kind(samples)
+    return {"all": score([s.reward for s in samples]), **{k: score(v) for k, v in kinds.items()}}

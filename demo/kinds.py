@@ -23,10 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from demo.stats import Z95, Rise, Score, rise, score
+from demo.stats import Rise, Score, rise, score
 from demo.workload import Sample
 
-__all__ = ["KindRow", "by_kind", "format_kinds"]
+__all__ = ["KindRow", "by_kind", "format_kinds", "rewards_by_kind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,38 +65,45 @@ class KindRow:
         }
 
 
-def _difference_of_rises(mine: tuple[Score, Score], rest: tuple[Score, Score]) -> Rise:
-    scores = (*mine, *rest)
-    if any(s.mean is None for s in scores):
+def rewards_by_kind(samples: Iterable[Sample]) -> dict[str, list[float]]:
+    """kind -> the rewards of the samples of that kind, kinds sorted (samples without a kind are left out)."""
+    out: dict[str, list[float]] = {}
+    for s in samples:
+        if s.kind is not None:
+            out.setdefault(s.kind, []).append(s.reward)
+    return dict(sorted(out.items()))
+
+
+def _difference(a: Rise, b: Rise) -> Rise:
+    """a - b for two rises over independent pools: the half-widths add in quadrature."""
+    if a.rise is None or b.rise is None:
         return Rise(None, None, None)
-    (b, a), (rb, ra) = mine, rest
-    assert b.mean is not None and a.mean is not None and rb.mean is not None and ra.mean is not None
-    diff = (a.mean - b.mean) - (ra.mean - rb.mean)
-    if any(s.var is None for s in scores):
+    diff = a.rise - b.rise
+    if a.ci_low is None or a.ci_high is None or b.ci_low is None or b.ci_high is None:
         return Rise(diff, None, None)
-    half = Z95 * math.sqrt(sum((s.var or 0.0) / s.n for s in scores))
+    half = math.hypot((a.ci_high - a.ci_low) / 2, (b.ci_high - b.ci_low) / 2)
     return Rise(diff, diff - half, diff + half)
 
 
-def by_kind(samples: Iterable[Sample], after_versions: Sequence[int]) -> list[KindRow]:
+def by_kind(samples: Sequence[Sample], after_versions: Sequence[int]) -> list[KindRow]:
     """One row per kind (sorted by name) over the samples that have one; ``[]`` when fewer than two
     kinds answered (nothing to compare). ``after_versions``: the versions pooled as 'after'."""
+    before = rewards_by_kind(s for s in samples if s.version == 0)
     after_set = set(after_versions)
-    pools: dict[str, tuple[list[float], list[float]]] = {}
-    for s in samples:
-        if s.kind is None or (s.version != 0 and s.version not in after_set):
-            continue
-        before, after = pools.setdefault(s.kind, ([], []))
-        (before if s.version == 0 else after).append(s.reward)
-    if len(pools) < 2:
+    after = rewards_by_kind(s for s in samples if s.version in after_set and s.version != 0)
+    kinds = sorted({*before, *after})
+    if len(kinds) < 2:
         return []
+
+    def others(pools: dict[str, list[float]], kind: str) -> Score:
+        return score([x for k, xs in pools.items() if k != kind for x in xs])
+
     rows = []
-    for kind in sorted(pools):
-        before, after = pools[kind]
-        rest_before = [x for k, (b, _) in pools.items() if k != kind for x in b]
-        rest_after = [x for k, (_, a) in pools.items() if k != kind for x in a]
-        mine, rest = (score(before), score(after)), (score(rest_before), score(rest_after))
-        rows.append(KindRow(kind, *mine, rise(*mine), _difference_of_rises(mine, rest), rise(rest[1], mine[1])))
+    for kind in kinds:
+        mine = (score(before.get(kind, [])), score(after.get(kind, [])))
+        rest = (others(before, kind), others(after, kind))
+        mine_rise = rise(*mine)
+        rows.append(KindRow(kind, *mine, mine_rise, _difference(mine_rise, rise(*rest)), rise(rest[1], mine[1])))
     return rows
 
 

@@ -204,7 +204,7 @@ def run_live(
         for line in format_kinds(kinds):
             log(line)
         if behind := [k.kind for k in kinds if k.behind]:
-            log(f"WARNING: kinds behind the others' rise (95%): {', '.join(behind)}: the pooled rise hides them")
+            log(f"WARNING: kinds behind the others (rose less and end lower, 95% each): {', '.join(behind)}")
     log(f"plot: {plot}; results: {run_dir / 'results.json'}")
     return LiveRun(ids.run_id, run_dir, results, summary, kinds)
 

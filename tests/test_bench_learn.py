@@ -330,11 +330,11 @@ def test_cli_refuses_an_unknown_task_before_starting_anything():
 def test_scores_by_kind_splits_what_the_pooled_reward_hides():
     from demo.bench_base import scores_by_kind
 
-    tasks = [Task("a", 1, "add"), Task("b", 1, "sub"), Task("c", 1, "add"), Task("d", 1, "sub")]
-    out = scores_by_kind(tasks, [1.0, 0.0, 1.0, 0.0])
+    kinds, rewards = ["add", "sub", "add", "sub"], [1.0, 0.0, 1.0, 0.0]
+    out = scores_by_kind([Sample("p", 0, r, 0.0, 0.0, kind=k) for k, r in zip(kinds, rewards, strict=True)])
     assert (out["all"].mean, out["all"].n) == (0.5, 4)
     assert (out["add"].mean, out["sub"].mean) == (1.0, 0.0) and list(out) == ["all", "add", "sub"]
-    assert list(scores_by_kind([object(), object()], [1.0, 0.0])) == ["all"]  # prompts without a kind
+    assert list(scores_by_kind([Sample("p", 0, 1.0, 0.0, 0.0), Sample("p", 0, 0.0, 0.0, 0.0)])) == ["all"]  # no kind
 
 
 def test_cli_refuses_a_bad_adapter_flag_before_asking_vllm(tmp_path, capsys):
